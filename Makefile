@@ -1,0 +1,62 @@
+# Newcomer commands: `make demo` (set up, then run the whole pipeline on the sample data) and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+
+# Dagster keeps runs, metadata and lineage here; without it every command starts from nothing.
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Nothing is downloaded at run time by default; set HF_HUB_OFFLINE=0 to let a real model download.
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test test-all lint format ui repro status sample clean-outputs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU wheel of torch, first: a bare `torch` requirement would pull GBs of CUDA wheels.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet ".[dev]"
+	mkdir -p $(DAGSTER_HOME)
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: setup
+	$(PY) -m pipelines.materialize --all
+	@echo
+	@echo "Done. Where to look:"
+	@echo "  make ui                        Dagster UI on http://127.0.0.1:3000 (asset graph, metadata, runs)"
+	@echo "  data/rejected_examples.parquet every rejected row with its reason"
+	@echo "  models/evaluation_report.json  base vs candidate vs champion metrics"
+	@echo "  models/merged_model/           the champion merged into its base (AutoModelForCausalLM)"
+	@echo "  dvc status / dvc.lock          data and model versions;  mlflow.db: the registry"
+
+test: setup
+	$(PY) -m pytest
+
+test-all: setup
+	$(PY) -m pytest -m ""
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+ui: setup
+	$(VENV)/bin/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+repro: setup
+	$(VENV)/bin/dvc repro
+
+status: setup
+	$(VENV)/bin/dvc status
+
+sample: setup
+	$(PY) data/sample/make_sample.py

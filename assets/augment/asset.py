@@ -1,0 +1,63 @@
+"""augmented_examples: clean examples plus back-translated paraphrases of their user turns."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from assets.params import config_class, settings_from
+from assets.publishing import Stopwatch, code_version, count_table, dataset_metadata, record_stage
+from assets.types import Dataset
+from resources.dvc import DvcResource
+from resources.models import ModelLoader
+from resources.storage import StorageResource
+
+AugmentConfig = config_class("augment", dg.Config)
+
+
+@dg.asset(
+    group_name="data",
+    kinds={"parquet", "dvc", "transformers"},
+    code_version=code_version(
+        "augment", ("augment",), extra=("resources/translators.py", "resources/embedded/tiny_marian.py")
+    ),
+    tags={"stage": "augment"},
+)
+def augmented_examples(
+    config: AugmentConfig,
+    clean_examples: Dataset,
+    storage: StorageResource,
+    dvc: DvcResource,
+    models: ModelLoader,
+) -> Iterator[dg.MaterializeResult]:
+    """The clean examples plus paraphrases made by back-translation (source -> pivot -> source
+    language, MarianMT models). A paraphrase row has `augmented_from` = its source id and the source's
+    `created_at`, so it always follows its source into the training split. Paraphrases that fail the
+    quality filter (too close, too far, wrong length) are dropped and counted by reason."""
+    from assets.augment.backtranslate import AugmentSettings, back_translate_rows
+    from assets.schema import example_features, to_dataset
+
+    stopwatch = Stopwatch()
+    rows = clean_examples.to_list()
+    counts: dict[str, int] = {}
+    new_rows: list[dict] = []
+    if config.enabled:
+        pair = (config.source_lang, config.pivot_lang)
+        forward = models.translator(config.forward_model, direction=pair, seed=config.seed)
+        backward = models.translator(config.backward_model, direction=pair[::-1], seed=config.seed)
+        result = back_translate_rows(
+            rows,
+            forward=forward,
+            backward=backward,
+            settings=settings_from(AugmentSettings, config.model_dump()),
+        )
+        new_rows, counts = result.rows, result.counts
+    dataset = to_dataset(rows + new_rows, example_features())
+    storage.store().write_dataset("augmented_examples", dataset)
+    metadata = {
+        **dataset_metadata(dataset),
+        "clean_rows": len(rows),
+        "augmented_rows": len(new_rows),
+        "paraphrases_by_outcome": count_table(counts.items(), "outcome"),
+        "translators": f"{config.forward_model} / {config.backward_model}" if config.enabled else "disabled",
+    }
+    yield from record_stage(storage, dvc, {"augmented_examples": metadata}, stopwatch)

@@ -1,0 +1,37 @@
+"""base_model: the model the adapter is trained on, resolved once and recorded."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from assets.params import config_class
+from assets.publishing import Stopwatch, code_version, record_stage
+from resources.dvc import DvcResource
+from resources.models import ModelLoader
+from resources.storage import StorageResource
+
+TrainConfig = config_class("train", dg.Config)
+
+
+@dg.asset(
+    group_name="model",
+    kinds={"transformers", "dvc"},
+    # Only train.base_model and train.seed matter here, but the whole section is hashed: a finer hash
+    # would need its own params.yaml section, and rebuilding the tiny default costs a second.
+    code_version=code_version(
+        "base", ("train",), extra=("resources/model_loading.py", "resources/embedded/tiny_lm.py")
+    ),
+    tags={"stage": "base_model"},
+)
+def base_model(
+    config: TrainConfig, storage: StorageResource, dvc: DvcResource, models: ModelLoader
+) -> Iterator[dg.MaterializeResult]:
+    """The base language model named by `train.base_model`. For the embedded default this directory
+    holds the tiny Llama-architecture model itself (random weights, fixed seed, local tokenizer); for
+    a hub id or a local directory it holds `base_model.json`, a reference to the weights, which are not
+    copied."""
+    stopwatch = Stopwatch()
+    with storage.store().directory_writer("base_model") as staging:
+        info = models.prepare_base(config.base_model, staging, seed=config.seed)
+    metadata = {str(k): v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in info.items()}
+    yield from record_stage(storage, dvc, {"base_model": metadata}, stopwatch)

@@ -1,0 +1,85 @@
+"""clean_examples and rejected_examples: one pass that accounts for every raw row."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from assets.params import config_class, settings_from
+from assets.publishing import Stopwatch, code_version, count_table, counts_by, dataset_metadata, record_stage
+from assets.types import Dataset
+from resources.dvc import DvcResource
+from resources.storage import StorageResource
+
+CleanConfig = config_class("clean", dg.Config)
+
+
+@dg.multi_asset(
+    name="clean",
+    specs=[
+        dg.AssetSpec(
+            "clean_examples",
+            deps=["raw_examples"],
+            description="Raw rows that passed validation, exact and near-duplicate removal and the "
+            "cleanlab pass (near duplicates, outliers on embeddings): the training pool.",
+            kinds={"parquet", "dvc"},
+        ),
+        dg.AssetSpec(
+            "rejected_examples",
+            deps=["raw_examples"],
+            description="Every raw row that was not kept, with the `stage` that rejected it, a `reason` "
+            "code, a readable `detail` and, for duplicates, the id it duplicates (`duplicate_of`).",
+            kinds={"parquet", "dvc"},
+        ),
+    ],
+    group_name="data",
+    code_version=code_version("clean", ("clean",)),
+    op_tags={"stage": "clean"},
+)
+def clean(
+    config: CleanConfig, raw_examples: Dataset, storage: StorageResource, dvc: DvcResource
+) -> Iterator[dg.MaterializeResult]:
+    from assets.clean.pipeline import CleanSettings, clean_rows
+    from assets.schema import example_features, rejected_features, to_dataset
+
+    stopwatch = Stopwatch()
+    result = clean_rows(raw_examples.to_list(), settings_from(CleanSettings, config.model_dump()))
+    kept = to_dataset(result.kept, example_features())
+    rejected = to_dataset(result.rejected, rejected_features())
+    store = storage.store()
+    store.write_dataset("clean_examples", kept)
+    store.write_dataset("rejected_examples", rejected)
+    outputs = {
+        "clean_examples": {**dataset_metadata(kept), "raw_rows": len(raw_examples)},
+        "rejected_examples": {
+            **dataset_metadata(rejected),
+            "drops_by_reason": count_table(counts_by(rejected, "reason").items(), "reason"),
+            "drops_by_stage": count_table(counts_by(rejected, "stage").items(), "stage"),
+        },
+    }
+    yield from record_stage(storage, dvc, outputs, stopwatch)
+
+
+@dg.asset_check(
+    asset="clean_examples",
+    additional_ins={
+        "raw_examples": dg.AssetIn("raw_examples"),
+        "rejected_examples": dg.AssetIn("rejected_examples"),
+    },
+    blocking=True,
+    description="Every raw row is in exactly one of clean_examples and rejected_examples.",
+)
+def row_accounting(
+    clean_examples: Dataset, raw_examples: Dataset, rejected_examples: Dataset
+) -> dg.AssetCheckResult:
+    from assets.clean.accounting import account_rows
+
+    problems = account_rows(raw_examples["id"], clean_examples["id"], rejected_examples["id"])
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={
+            "raw": len(raw_examples),
+            "clean": len(clean_examples),
+            "rejected": len(rejected_examples),
+            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
+        },
+    )

@@ -1,0 +1,100 @@
+"""merged_model: the champion adapter merged into its de-quantized base, verified."""
+
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from assets.params import config_class, section
+from assets.publishing import Stopwatch, code_version, fail, record_stage
+from assets.types import Dataset
+from resources.dvc import DvcResource
+from resources.registry import ModelRegistry
+from resources.storage import StorageResource
+
+ExportConfig = config_class("export", dg.Config)
+
+
+@dg.asset(
+    group_name="model",
+    kinds={"transformers", "safetensors", "dvc"},
+    code_version=code_version("export", ("export",)),
+    tags={"stage": "export"},
+)
+def merged_model(
+    config: ExportConfig,
+    registered_adapter: dict[str, Any],
+    base_model: Path,
+    test_split: Dataset,
+    storage: StorageResource,
+    dvc: DvcResource,
+    registry: ModelRegistry,
+) -> Iterator[dg.MaterializeResult]:
+    """The current champion from the registry merged into its de-quantized base and saved as a plain
+    transformers model (safetensors + tokenizer, no quantization config): load it with
+    `AutoModelForCausalLM.from_pretrained`. Before it replaces the previous export, its logits on test
+    prompts must match the adapter applied to the base within `export.max_abs_logit_diff`.
+    `champion.json` in the directory says which registry version it is."""
+    from assets.export.merge import MergeVerificationError, merge_and_verify
+
+    stopwatch = Stopwatch()
+    store = storage.store()
+    name = registered_adapter["name"]
+    champion = registry.champion(name)
+    if champion is None:
+        raise fail(f"The registry has no champion for '{name}' yet: the promotion gate has never passed.")
+    if champion["tags"].get("base_model_md5") != store.md5("base_model"):
+        raise fail(
+            f"Champion version {champion['version']} was trained on base model "
+            f"{champion['tags'].get('base_model', '?')}, not the current base_model: re-train, or set "
+            "train.base_model back."
+        )
+    prompts = verification_prompts(test_split.to_list(), config.verify_prompts)
+    if not prompts:
+        raise fail("test_split has no user prompt to verify the merged model on.")
+    with (
+        tempfile.TemporaryDirectory(prefix="champion-") as tmp,
+        store.directory_writer("merged_model") as staging,
+    ):
+        adapter_dir = registry.download_adapter(champion, Path(tmp))
+        try:
+            result = merge_and_verify(
+                base_model,
+                adapter_dir,
+                staging,
+                dtype=config.dtype,
+                max_abs_logit_diff=config.max_abs_logit_diff,
+                verify_prompts=prompts,
+            )
+        except MergeVerificationError as exc:
+            raise fail(f"merged_model: {exc}. The previous export was kept.") from None
+        lineage = {
+            "registry_name": name,
+            "version": champion["version"],
+            "run_id": champion["run_id"],
+            **champion["tags"],
+        }
+        (staging / "champion.json").write_text(
+            json.dumps(lineage, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+    metadata = {
+        "champion_version": champion["version"],
+        "base_model": section("train")["base_model"],
+        **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))},
+    }
+    yield from record_stage(storage, dvc, {"merged_model": metadata}, stopwatch)
+
+
+def verification_prompts(rows: list[dict[str, Any]], count: int) -> list[str]:
+    """The first user turn of the first ``count`` test rows: real prompts the model will see."""
+    prompts = []
+    for row in rows:
+        user = next((m["content"] for m in row["messages"] if m["role"] == "user"), None)
+        if user:
+            prompts.append(user)
+        if len(prompts) == count:
+            break
+    return prompts

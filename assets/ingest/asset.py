@@ -1,0 +1,58 @@
+"""raw_examples: the input file, every row of it, in the canonical schema."""
+
+from collections import Counter
+from collections.abc import Iterator
+
+import dagster as dg
+
+from assets.params import config_class
+from assets.publishing import (
+    Stopwatch,
+    code_version,
+    count_table,
+    dataset_metadata,
+    fail,
+    record_stage,
+    resolve_path,
+)
+from resources.artifacts import dvc_md5
+from resources.dvc import DvcResource
+from resources.storage import StorageResource
+
+DataConfig = config_class("data", dg.Config)
+
+
+@dg.asset(
+    group_name="data",
+    kinds={"parquet", "dvc"},
+    code_version=code_version("ingest", ("data",)),
+    tags={"stage": "ingest"},
+)
+def raw_examples(
+    config: DataConfig, storage: StorageResource, dvc: DvcResource
+) -> Iterator[dg.MaterializeResult]:
+    """Every row of the file at `data.raw_path` (JSONL, JSON, Parquet or CSV; alpaca or chat rows),
+    normalized to the canonical schema, with its source line and original text. Rows that could not be
+    normalized are kept here with an `error`; clean_examples moves them to rejected_examples."""
+    from assets.ingest.normalize import normalize_file
+    from assets.ingest.readers import IngestError
+    from assets.schema import raw_features, to_dataset
+
+    stopwatch = Stopwatch()
+    path = resolve_path(config.raw_path)
+    try:
+        rows = normalize_file(path, max_chars=config.max_chars)
+    except IngestError as exc:
+        raise fail(str(exc)) from None
+    dataset = to_dataset(rows, raw_features())
+    storage.store().write_dataset("raw_examples", dataset)
+    errors = Counter(str(e).split(":", 1)[0] for e in dataset["error"] if e)
+    metadata = {
+        **dataset_metadata(dataset),
+        "source_file": dg.MetadataValue.path(str(path)),
+        # The sensor compares the file's current md5 with this to decide whether to retrain.
+        "source_md5": dvc_md5(path),
+        "rows_with_errors": sum(errors.values()),
+        "errors_by_reason": count_table(errors.items(), "error"),
+    }
+    yield from record_stage(storage, dvc, {"raw_examples": metadata}, stopwatch)

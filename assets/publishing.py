@@ -1,0 +1,112 @@
+"""What every asset does after its logic ran: write, record in DVC, report to Dagster.
+
+Assets persist their own outputs (through the artifact store) rather than returning values to the IO
+manager, because the DVC md5 of the written bytes is the asset's Dagster data version and must be known
+when the asset returns. The IO manager reads the same store back for downstream assets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from assets.params import PROJECT_ROOT, section_hash
+from resources.artifacts import artifact
+from resources.dvc import DvcResource
+from resources.storage import StorageResource
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+
+def code_version(package: str, sections: tuple[str, ...], extra: tuple[str, ...] = ()) -> str:
+    """Hash of a stage's source files (assets/<package>, the schema, ``extra`` project files) and its
+    params.yaml sections.
+
+    Dagster marks an asset stale when its code version changes, and dvc.yaml lists the same files and
+    params as stage deps, so the two tools agree on what a code or params edit invalidates.
+    """
+    files = sorted((PROJECT_ROOT / "assets" / package).rglob("*.py"))
+    files += [PROJECT_ROOT / name for name in ("assets/schema.py", *extra)]
+    digest = hashlib.sha256(section_hash(sections).encode())
+    for path in files:
+        digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode())
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return digest.hexdigest()[:16]
+
+
+class Stopwatch:
+    """Wall time since the asset started, for the `duration_s` metadata."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self.start, 2)
+
+
+def record_stage(
+    storage: StorageResource,
+    dvc: DvcResource,
+    outputs: dict[str, dict[str, Any]],
+    stopwatch: Stopwatch,
+) -> Iterator[dg.MaterializeResult]:
+    """Record the stage that wrote ``outputs`` (asset key -> metadata) in DVC, then report each asset
+    with its DVC md5 as data version. All outputs must already be written."""
+    stages = {artifact(key).stage for key in outputs}
+    assert len(stages) == 1, f"outputs of one call must come from one dvc stage, got {stages}"
+    committed = dvc.record(stages.pop())
+    store = storage.store()
+    for key, metadata in outputs.items():
+        md5 = store.md5(key)
+        path = store.path(key)
+        yield dg.MaterializeResult(
+            asset_key=key,
+            data_version=dg.DataVersion(md5),
+            metadata={
+                **metadata,
+                "dvc_md5": md5,
+                "dvc_recorded": committed,
+                "path": dg.MetadataValue.path(str(path)),
+                "duration_s": stopwatch.seconds,
+            },
+        )
+
+
+def dataset_metadata(dataset: Dataset) -> dict[str, Any]:
+    """Row count and time range of an example dataset."""
+    metadata: dict[str, Any] = {"dagster/row_count": len(dataset)}
+    if "created_at" in dataset.column_names and len(dataset):
+        times = [t for t in dataset["created_at"] if t is not None]
+        if times:
+            metadata["oldest"] = min(times).isoformat()
+            metadata["newest"] = max(times).isoformat()
+    return metadata
+
+
+def count_table(counts: Iterable[tuple[str, int]], label: str) -> dg.MetadataValue:
+    """A two-column markdown table, e.g. drops by reason."""
+    rows = [f"| {name} | {n} |" for name, n in sorted(counts, key=lambda item: (-item[1], item[0]))]
+    return dg.MetadataValue.md("\n".join([f"| {label} | rows |", "|---|---|", *rows]) if rows else "none")
+
+
+def counts_by(dataset: Dataset, column: str) -> Counter[str]:
+    return Counter(str(v) for v in dataset[column]) if len(dataset) else Counter()
+
+
+def resolve_path(value: str) -> Path:
+    """A params.yaml path: absolute, or relative to the project root."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def fail(message: str) -> dg.Failure:
+    """A user-facing failure: Dagster shows the message, not a traceback of our internals."""
+    return dg.Failure(description=message, allow_retries=False)

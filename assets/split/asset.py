@@ -1,0 +1,85 @@
+"""train_split, validation_split, test_split: a time-based, leakage-safe split."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from assets.params import config_class, settings_from
+from assets.publishing import Stopwatch, code_version, dataset_metadata, fail, record_stage
+from assets.types import Dataset
+from resources.dvc import DvcResource
+from resources.storage import StorageResource
+
+SplitConfig = config_class("split", dg.Config)
+SPLIT_KEYS = ("train_split", "validation_split", "test_split")
+_DESCRIPTIONS = {
+    "train_split": "Examples older than the validation cutoff, with every back-translated paraphrase.",
+    "validation_split": "Examples between the validation and test cutoffs; original rows only.",
+    "test_split": "The newest examples, after the test cutoff; original rows only.",
+}
+
+
+@dg.multi_asset(
+    name="split",
+    specs=[
+        dg.AssetSpec(
+            key, deps=["augmented_examples"], description=_DESCRIPTIONS[key], kinds={"parquet", "dvc"}
+        )
+        for key in SPLIT_KEYS
+    ],
+    group_name="data",
+    code_version=code_version("split", ("split",)),
+    op_tags={"stage": "split"},
+)
+def split(
+    config: SplitConfig, augmented_examples: Dataset, storage: StorageResource, dvc: DvcResource
+) -> Iterator[dg.MaterializeResult]:
+    from assets.schema import example_features, to_dataset
+    from assets.split.timesplit import SplitSettings, split_by_time
+
+    stopwatch = Stopwatch()
+    try:
+        result = split_by_time(
+            augmented_examples.to_list(), settings_from(SplitSettings, config.model_dump())
+        )
+    except ValueError as exc:
+        raise fail(f"split: {exc}") from None
+    store = storage.store()
+    parts = {"train_split": result.train, "validation_split": result.validation, "test_split": result.test}
+    outputs = {}
+    for key, rows in parts.items():
+        dataset = to_dataset(rows, example_features())
+        store.write_dataset(key, dataset)
+        outputs[key] = {
+            **dataset_metadata(dataset),
+            "augmented_rows": sum(1 for r in rows if r.get("augmented_from")),
+            "validation_start": result.validation_start.isoformat(),
+            "test_start": result.test_start.isoformat(),
+        }
+    outputs["train_split"]["augmented_dropped_from_eval_groups"] = result.dropped_augmented
+    yield from record_stage(storage, dvc, outputs, stopwatch)
+
+
+@dg.asset_check(
+    asset="train_split",
+    additional_ins={
+        "validation_split": dg.AssetIn("validation_split"),
+        "test_split": dg.AssetIn("test_split"),
+    },
+    blocking=True,
+    description="No id, group or conversation in two splits; validation and test newer than train; "
+    "paraphrases only in train.",
+)
+def split_leakage(
+    train_split: Dataset, validation_split: Dataset, test_split: Dataset
+) -> dg.AssetCheckResult:
+    from assets.split.leakage import find_leaks
+
+    leaks = find_leaks(train_split.to_list(), validation_split.to_list(), test_split.to_list())
+    return dg.AssetCheckResult(
+        passed=not leaks,
+        metadata={
+            "leaks": len(leaks),
+            "details": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in leaks[:50]) or "none"),
+        },
+    )

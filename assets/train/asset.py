@@ -1,0 +1,64 @@
+"""adapter: a QLoRA adapter trained on train_split and measured on validation_split."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+
+from assets.base.asset import TrainConfig
+from assets.params import settings_from
+from assets.publishing import Stopwatch, code_version, record_stage
+from assets.types import Dataset
+from resources.dvc import DvcResource
+from resources.models import ModelLoader
+from resources.storage import StorageResource
+
+
+@dg.asset(
+    group_name="model",
+    kinds={"peft", "bitsandbytes", "dvc"},
+    code_version=code_version("train", ("train",)),
+    tags={"stage": "train"},
+)
+def adapter(
+    config: TrainConfig,
+    base_model: Path,
+    train_split: Dataset,
+    validation_split: Dataset,
+    storage: StorageResource,
+    dvc: DvcResource,
+    models: ModelLoader,
+) -> Iterator[dg.MaterializeResult]:
+    """A LoRA adapter for the base model, trained QLoRA-style (base loaded in 4-bit NF4 with double
+    quantization) on train_split, loss on assistant tokens only. The directory holds the adapter
+    (`save_pretrained`), the tokenizer, `training_config.json` (the resolved settings) and
+    `loss_history.json`."""
+    from assets.train.plot import loss_curve_png, markdown_image
+    from assets.train.qlora import TrainSettings, train_adapter
+
+    stopwatch = Stopwatch()
+    settings = settings_from(TrainSettings, config.model_dump())
+    quantization = None if config.quantization == "none" else config.quantization
+    model = models.causal_lm(base_model, quantization=quantization)
+    tokenizer = models.tokenizer(base_model)
+    with storage.store().directory_writer("adapter") as staging:
+        result = train_adapter(
+            model, tokenizer, train_split.to_list(), validation_split.to_list(), settings, staging
+        )
+    losses = [h["loss"] for h in result.loss_history if "loss" in h]
+    metadata = {
+        "train_rows": len(train_split),
+        "validation_rows": len(validation_split),
+        "steps": result.steps,
+        "first_loss": round(losses[0], 4) if losses else None,
+        "final_loss": round(losses[-1], 4) if losses else None,
+        "validation_loss": round(result.eval_loss, 4),
+        "trainable_params": result.trainable_params,
+        "total_params": result.total_params,
+        "train_runtime_s": round(result.train_runtime_s, 2),
+        "quantization": config.quantization,
+        "loss_curve": dg.MetadataValue.md(
+            markdown_image(loss_curve_png(result.loss_history, title="adapter training loss"), "loss curve")
+        ),
+    }
+    yield from record_stage(storage, dvc, {"adapter": metadata}, stopwatch)

@@ -1,0 +1,183 @@
+"""Where every persisted asset lives on disk, and how it is written and read back.
+
+One table (ARTIFACTS) maps each asset key to its path, its kind and the dvc.yaml stage that produces it;
+the IO manager, the DVC resource and the dvc.yaml sync test all read it. Plain Python: no dagster.
+
+Writes are atomic: a dataset is written to a temporary file beside its target and renamed over it; a
+model directory is built in a temporary directory and swapped in. A failed run therefore leaves the
+last good version in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+Kind = Literal["dataset", "directory", "json"]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    key: str
+    path: str  # relative to the project root
+    kind: Kind
+    stage: str  # the dvc.yaml stage that writes it
+
+
+ARTIFACTS: dict[str, Artifact] = {
+    a.key: a
+    for a in (
+        Artifact("raw_examples", "data/raw_examples.parquet", "dataset", "raw_examples"),
+        Artifact("clean_examples", "data/clean_examples.parquet", "dataset", "clean"),
+        Artifact("rejected_examples", "data/rejected_examples.parquet", "dataset", "clean"),
+        Artifact("augmented_examples", "data/augmented_examples.parquet", "dataset", "augmented_examples"),
+        Artifact("train_split", "data/splits/train.parquet", "dataset", "split"),
+        Artifact("validation_split", "data/splits/validation.parquet", "dataset", "split"),
+        Artifact("test_split", "data/splits/test.parquet", "dataset", "split"),
+        Artifact("base_model", "models/base_model", "directory", "base_model"),
+        Artifact("adapter", "models/adapter", "directory", "adapter"),
+        Artifact("evaluation_report", "models/evaluation_report.json", "json", "evaluation_report"),
+        Artifact("registered_adapter", "models/registered_adapter.json", "json", "registered_adapter"),
+        Artifact("merged_model", "models/merged_model", "directory", "merged_model"),
+    )
+}
+
+
+class MissingArtifactError(FileNotFoundError):
+    """An upstream asset has not been materialized yet."""
+
+
+def artifact(key: str) -> Artifact:
+    try:
+        return ARTIFACTS[key]
+    except KeyError as exc:
+        raise KeyError(f"No artifact is declared for asset '{key}'; add it to ARTIFACTS.") from exc
+
+
+def dvc_md5(path: Path) -> str:
+    """The md5 DVC records for ``path`` in dvc.lock: of the bytes for a file; for a directory, of the
+    sorted JSON listing of its files' md5s, suffixed '.dir'. It doubles as the Dagster data version."""
+    if path.is_file():
+        return _file_md5(path)
+    entries = [
+        {"md5": _file_md5(p), "relpath": p.relative_to(path).as_posix()}
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    ]
+    entries.sort(key=lambda e: e["relpath"])
+    listing = json.dumps(entries, sort_keys=True).encode("utf-8")
+    return hashlib.md5(listing).hexdigest() + ".dir"
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ArtifactStore:
+    """Reads and writes the artifacts of one project root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / artifact(key).path
+
+    def require(self, key: str) -> Path:
+        path = self.path(key)
+        if not path.exists():
+            raise MissingArtifactError(
+                f"{path} does not exist: materialize asset '{key}' first (or run the whole job)."
+            )
+        return path
+
+    def md5(self, key: str) -> str:
+        return dvc_md5(self.require(key))
+
+    # datasets -----------------------------------------------------------------------------------
+    def write_dataset(self, key: str, dataset: Dataset) -> Path:
+        import pyarrow.parquet as pq
+
+        target = self.path(key)
+        table = dataset.flatten_indices().data.table if dataset._indices is not None else dataset.data.table
+        with _atomic_file(target) as tmp:
+            pq.write_table(table, tmp)
+        return target
+
+    def read_dataset(self, key: str) -> Dataset:
+        import pyarrow.parquet as pq
+        from datasets import Dataset
+
+        # Read into memory rather than through datasets' cache: no copies pile up in ~/.cache.
+        return Dataset(pq.read_table(self.require(key)))
+
+    # json ---------------------------------------------------------------------------------------
+    def write_json(self, key: str, value: dict[str, Any]) -> Path:
+        target = self.path(key)
+        with _atomic_file(target) as tmp:
+            tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        return target
+
+    def read_json(self, key: str) -> dict[str, Any]:
+        return json.loads(self.require(key).read_text(encoding="utf-8"))
+
+    # directories --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def directory_writer(self, key: str) -> Iterator[Path]:
+        """Yield an empty staging directory; on success it replaces the artifact's directory."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            yield staging
+            staging.chmod(0o755)  # mkdtemp makes it private; the model directory is for everyone
+            replace_directory(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def load(self, key: str) -> Any:
+        """The value downstream assets receive: a Dataset, a directory Path, or a dict."""
+        kind = artifact(key).kind
+        if kind == "dataset":
+            return self.read_dataset(key)
+        if kind == "json":
+            return self.read_json(key)
+        return self.require(key)
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target``, replacing it with two renames so no reader sees a half-copy."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(source, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _atomic_file(target: Path) -> Iterator[Path]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        tmp.chmod(0o644)  # mkstemp makes it private
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

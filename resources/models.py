@@ -1,0 +1,54 @@
+"""Model loading as a Dagster resource: the base LM and the translation models.
+
+The real loading code for every source: "embedded" builds a tiny model offline (fixed seed), a local
+directory or a hub id is loaded with from_pretrained. The device is an environment setting
+(PIPELINE_DEVICE), not a pipeline parameter.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from assets.params import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from resources.translators import Translator
+
+
+def device_from_env() -> str:
+    return os.environ.get("PIPELINE_DEVICE", "cpu")
+
+
+class ModelLoader(dg.ConfigurableResource):
+    """Loads base models (quantized as training needs) and back-translation models."""
+
+    device: str = "cpu"
+    # Embedded translation models are built here once and reused (they are deterministic).
+    embedded_root: str = str(PROJECT_ROOT / "models" / "embedded")
+
+    def prepare_base(self, spec: str, out_dir: Path, *, seed: int) -> dict[str, Any]:
+        from resources.model_loading import prepare_base_model
+
+        return prepare_base_model(spec, out_dir, seed=seed)
+
+    def causal_lm(self, base_dir: Path, *, quantization: str | None, dtype: str = "float32") -> Any:
+        from resources.model_loading import load_causal_lm
+
+        return load_causal_lm(base_dir, quantization=quantization, dtype=dtype, device=self.device)
+
+    def tokenizer(self, base_dir: Path) -> Any:
+        from resources.model_loading import load_tokenizer
+
+        return load_tokenizer(base_dir)
+
+    def translator(self, spec: str, *, direction: tuple[str, str], seed: int) -> Translator:
+        from resources.translators import load_translator, resolve_translator
+
+        source = resolve_translator(
+            spec, direction=direction, embedded_root=Path(self.embedded_root), seed=seed
+        )
+        return load_translator(source, device=self.device)

@@ -1,0 +1,130 @@
+"""The model registry (MLflow): adapter versions, their lineage tags, and the `champion` alias."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from assets.params import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+CHAMPION = "champion"
+DEFAULT_TRACKING_URI = f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+
+
+def tracking_uri_from_env() -> str:
+    """MLFLOW_TRACKING_URI when set (a team's tracking server), else the project's SQLite file."""
+    return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """An MLflow tracking store plus model registry.
+
+    Each registered version is one adapter; its tags carry the lineage (DVC md5 of each split, params
+    hash, git commit, Dagster run id, base model). Registering the same adapter bytes twice returns the
+    existing version, so re-running an unchanged pipeline does not pile up versions.
+    """
+
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    # Where run artifacts (the adapter files) go for a new experiment; a path or a URI.
+    artifact_location: str = str(PROJECT_ROOT / "mlartifacts")
+    experiment: str = "finetune"
+
+    def client(self) -> MlflowClient:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def _experiment_id(self, client: MlflowClient) -> str:
+        found = client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        location = self.artifact_location
+        if "://" not in location:
+            location = Path(location).resolve().as_uri()
+        return client.create_experiment(self.experiment, artifact_location=location)
+
+    def find_version(self, name: str, tag: str, value: str) -> dict[str, Any] | None:
+        """The newest version of ``name`` whose tag ``tag`` equals ``value``."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            versions = client.search_model_versions(f"name='{name}' and tag.`{tag}`='{value}'")
+        except MlflowException:
+            return None
+        if not versions:
+            return None
+        return _version_info(max(versions, key=lambda v: int(v.version)))
+
+    def register(
+        self,
+        name: str,
+        adapter_dir: Path,
+        *,
+        tags: dict[str, str],
+        metrics: dict[str, float],
+        params: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Log ``adapter_dir`` as a run's artifacts and register it as a new version of ``name``."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        run = client.create_run(self._experiment_id(client), tags=tags, run_name=f"{name}-candidate")
+        run_id = run.info.run_id
+        try:
+            for key, value in sorted(params.items()):
+                client.log_param(run_id, key, str(value)[:500])
+            for key, value in sorted(metrics.items()):
+                client.log_metric(run_id, key, float(value))
+            client.log_artifacts(run_id, str(adapter_dir), "adapter")
+        except Exception:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id)
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = client.create_model_version(
+            name, source=f"runs:/{run_id}/adapter", run_id=run_id, tags=tags
+        )
+        return _version_info(version)
+
+    def champion(self, name: str) -> dict[str, Any] | None:
+        """The version holding the champion alias, or None before the first promotion."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _version_info(self.client().get_model_version_by_alias(name, CHAMPION))
+        except MlflowException:
+            return None
+
+    def promote(self, name: str, version: str) -> None:
+        self.client().set_registered_model_alias(name, CHAMPION, version)
+
+    def tag(self, name: str, version: str, key: str, value: str) -> None:
+        self.client().set_model_version_tag(name, version, key, value)
+
+    def download_adapter(self, info: dict[str, Any], destination: Path) -> Path:
+        """Copy a version's adapter files to ``destination`` and return the adapter directory."""
+        destination.mkdir(parents=True, exist_ok=True)
+        path = self.client().download_artifacts(info["run_id"], "adapter", str(destination))
+        return Path(path)
+
+
+def _version_info(version: Any) -> dict[str, Any]:
+    return {
+        "name": version.name,
+        "version": str(version.version),
+        "run_id": version.run_id,
+        "source": version.source,
+        "tags": dict(version.tags or {}),
+        "aliases": list(getattr(version, "aliases", []) or []),
+    }
