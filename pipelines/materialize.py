@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from assets.params import PROJECT_ROOT
 from resources.artifacts import ARTIFACTS
@@ -32,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--all", action="store_true", help="every asset and check, in order")
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster"))
-    os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        # A fresh instance: keep it offline and quiet. Edit this file to change storage or telemetry.
+        settings.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     import dagster as dg
 
     from pipelines.automation import FULL_JOB

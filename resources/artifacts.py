@@ -120,10 +120,13 @@ class ArtifactStore:
 
     def read_dataset(self, key: str) -> Dataset:
         import pyarrow.parquet as pq
-        from datasets import Dataset
+        from datasets import Dataset, Features
 
         # Read into memory rather than through datasets' cache: no copies pile up in ~/.cache.
-        return Dataset(pq.read_table(self.require(key)))
+        table = pq.read_table(self.require(key))
+        # Parquet names list items "element" where datasets writes "item": cast back so a dataset that
+        # is read and written again gives the same bytes.
+        return Dataset(table.cast(Features.from_arrow_schema(table.schema).arrow_schema))
 
     # json ---------------------------------------------------------------------------------------
     def write_json(self, key: str, value: dict[str, Any]) -> Path:

@@ -41,7 +41,8 @@ def raw_examples(
     stopwatch = Stopwatch()
     path = resolve_path(config.raw_path)
     try:
-        rows = normalize_file(path, max_chars=config.max_chars)
+        # The configured path, not the absolute one: the same input gives the same bytes anywhere.
+        rows = normalize_file(path, max_chars=config.max_chars, source_file=config.raw_path)
     except IngestError as exc:
         raise fail(str(exc)) from None
     dataset = to_dataset(rows, raw_features())

@@ -1,0 +1,193 @@
+"""Read a raw dataset file into records, one per row, without interpreting the row.
+
+A record keeps the original text of its row and where it was found, so a row that cannot be parsed still
+reaches ``rejected_examples`` with its line number instead of vanishing. Only problems with the file as a
+whole (missing, unsupported format, unreadable) raise :class:`IngestError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
+# Keys under which a .json file may wrap its list of rows.
+JSON_WRAPPER_KEYS = ("data", "examples", "rows")
+# CSV cells in these columns hold a JSON list of turns.
+CSV_JSON_COLUMNS = ("messages", "conversations")
+_HINT = "use .jsonl, .json, .parquet or .csv"
+
+
+class IngestError(ValueError):
+    """The input file as a whole cannot be ingested (as opposed to one bad row)."""
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One row of the input file, before normalization.
+
+    ``line`` is 1-based: the line number for JSONL, the row's index for JSON, the row number for Parquet,
+    and the row number counting the header as row 1 for CSV. ``value`` is the parsed row, or None when it
+    could not be parsed, in which case ``error`` says why.
+    """
+
+    line: int
+    raw: str
+    value: object | None
+    error: str | None = None
+
+
+def read_records(path: Path) -> list[RawRecord]:
+    """Read every row of ``path`` (JSONL, JSON, Parquet or CSV, chosen by suffix) in file order."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        shown = suffix or "(no suffix)"
+        raise IngestError(f"data.raw_path: {path} has unsupported format '{shown}'; {_HINT}")
+    if not path.exists():
+        raise IngestError(
+            f"data.raw_path: {path} does not exist; check the path (relative to the project root)"
+        )
+    if not path.is_file():
+        raise IngestError(f"data.raw_path: {path} is not a file; point it at a single {_HINT} file")
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    text = _read_text(path)
+    if suffix == ".json":
+        return _read_json(path, text)
+    if suffix == ".csv":
+        return _read_csv(path, text)
+    return _read_jsonl(text)
+
+
+def row_to_raw(row: object) -> str:
+    """The canonical text of a parsed row: sorted keys, non-ASCII kept, timestamps as ISO-8601."""
+    return json.dumps(row, sort_keys=True, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    # numpy scalars and other exotic cell types from Parquet
+    return str(value)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(
+            f"data.raw_path: cannot read {path}: {exc.strerror}; check its permissions"
+        ) from exc
+    try:
+        # utf-8-sig drops a leading byte-order mark that spreadsheet exports often add
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IngestError(
+            f"data.raw_path: {path} is not valid UTF-8 (byte {exc.start}: {exc.reason}); "
+            "re-export the file as UTF-8"
+        ) from exc
+
+
+def _read_jsonl(text: str) -> list[RawRecord]:
+    records = []
+    # split on "\n" only: str.splitlines would also break on U+2028 inside strings and shift line numbers
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            records.append(RawRecord(number, line, None, f"malformed_json: {exc.msg} (column {exc.colno})"))
+            continue
+        records.append(RawRecord(number, line, value))
+    return records
+
+
+def _read_json(path: Path, text: str) -> list[RawRecord]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IngestError(
+            f"data.raw_path: {path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "fix it, or use .jsonl so that one bad row does not spoil the file"
+        ) from exc
+    rows = document
+    if isinstance(document, dict):
+        key = next((k for k in JSON_WRAPPER_KEYS if isinstance(document.get(k), list)), None)
+        if key is None:
+            raise IngestError(
+                f"data.raw_path: {path} holds a JSON object without a list under "
+                f"{', '.join(repr(k) for k in JSON_WRAPPER_KEYS)}; make the top level a list of rows"
+            )
+        rows = document[key]
+    if not isinstance(rows, list):
+        raise IngestError(f"data.raw_path: {path} must hold a JSON list of rows, got {type(rows).__name__}")
+    return [RawRecord(index, row_to_raw(row), row) for index, row in enumerate(rows, start=1)]
+
+
+def _read_parquet(path: Path) -> list[RawRecord]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise IngestError(
+            f"data.raw_path: {path} is not a readable Parquet file ({exc}); re-export it or use .jsonl"
+        ) from exc
+    return [RawRecord(index, row_to_raw(row), row) for index, row in enumerate(rows, start=1)]
+
+
+def _read_csv(path: Path, text: str) -> list[RawRecord]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        records = []
+        # the header is row 1, so the first data row is row 2
+        for number, cells in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in cells):
+                continue
+            records.append(_csv_record(number, header, cells))
+    except csv.Error as exc:
+        raise IngestError(
+            f"data.raw_path: {path} is not readable as CSV (row {reader.line_num}: {exc}); "
+            "check its quoting, or use .jsonl"
+        ) from exc
+    return records
+
+
+def _csv_record(number: int, header: list[str], cells: list[str]) -> RawRecord:
+    # CSV has no null: an empty cell means the field is absent
+    row: dict[str, Any] = {
+        name: (cell if cell != "" else None) for name, cell in zip(header, cells, strict=False)
+    }
+    raw = row_to_raw(row)
+    if len(cells) != len(header):
+        return RawRecord(
+            number, raw, None, f"malformed_csv: row has {len(cells)} cells, header has {len(header)}"
+        )
+    for column in CSV_JSON_COLUMNS:
+        cell = row.get(column)
+        if cell is None:
+            continue
+        try:
+            row[column] = json.loads(cell)
+        except json.JSONDecodeError as exc:
+            return RawRecord(
+                number,
+                raw,
+                None,
+                f"malformed_json: '{column}' cell is not valid JSON ({exc.msg}, column {exc.colno})",
+            )
+    return RawRecord(number, row_to_raw(row), row)

@@ -1,0 +1,85 @@
+"""Leakage checks between the train, validation and test splits.
+
+Leakage makes evaluation numbers lie: the same example (by id or by normalized text) or the same group in
+two splits, evaluation data that is not newer than the training data, or a machine-made paraphrase used
+for evaluation. :func:`find_leaks` lists every such problem in words; an empty list means none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from assets.clean.dedup import conversation_key
+from assets.split.timesplit import group_rows, row_time
+
+_ORDER = ("train", "validation", "test")
+
+
+def _shared(
+    splits: dict[str, list[dict[str, Any]]], label: str, key_of: Callable[[dict[str, Any]], str | None]
+) -> list[str]:
+    """One problem per key found in more than one split, naming both splits and a row from each."""
+    first_seen: dict[str, tuple[str, str]] = {}
+    reported: set[str] = set()
+    problems: list[str] = []
+    for name in _ORDER:
+        for row in splits[name]:
+            key = key_of(row)
+            if key is None:
+                continue
+            first_split, first_id = first_seen.setdefault(key, (name, row["id"]))
+            if first_split != name and key not in reported:
+                reported.add(key)
+                problems.append(
+                    f"{label.format(key=key)} is in both {first_split} (row {first_id!r}) and {name} "
+                    f"(row {row['id']!r})"
+                )
+    return problems
+
+
+def _temporal(splits: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Each validation group must be newer than all of train, each test group newer than all of validation.
+
+    A group's time is its latest row, as in the split; an old row inside a new group is fine, because the
+    group moves as a whole.
+    """
+    rows = [row for name in _ORDER for row in splits[name]]
+    names = [name for name in _ORDER for _ in splits[name]]
+    groups = group_rows(rows)
+    group_time: dict[int, datetime] = {}
+    for group, row in zip(groups, rows, strict=True):
+        group_time[group] = max(row_time(row), group_time.get(group, row_time(row)))
+    problems: list[str] = []
+    for earlier, later in (("train", "validation"), ("validation", "test")):
+        earlier_times = [row_time(row) for row, name in zip(rows, names, strict=True) if name == earlier]
+        if not earlier_times:
+            continue
+        newest = max(earlier_times)
+        for row, name, group in zip(rows, names, groups, strict=True):
+            if name == later and group_time[group] <= newest:
+                problems.append(
+                    f"{later} row {row['id']!r} (group time {group_time[group].isoformat()}) is not "
+                    f"newer than the newest {earlier} row ({newest.isoformat()})"
+                )
+    return problems
+
+
+def find_leaks(
+    train: list[dict[str, Any]], validation: list[dict[str, Any]], test: list[dict[str, Any]]
+) -> list[str]:
+    """Human-readable leakage problems between the three splits; an empty list means no leak."""
+    splits = {"train": train, "validation": validation, "test": test}
+    problems = _shared(splits, "id {key!r}", lambda row: row["id"])
+    problems += _shared(splits, "group_id {key!r}", lambda row: row.get("group_id"))
+    problems += _shared(splits, "the same conversation text", lambda row: conversation_key(row["messages"]))
+    problems += _temporal(splits)
+    for name in ("validation", "test"):
+        problems += [
+            f"augmented row {row['id']!r} (from {row['augmented_from']!r}) is in {name}; "
+            "augmented rows belong in train only"
+            for row in splits[name]
+            if row.get("augmented_from") is not None
+        ]
+    return problems

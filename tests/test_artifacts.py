@@ -1,0 +1,82 @@
+"""The artifact store: DVC-compatible md5s and writes that never leave a half-written output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assets.schema import example_features, to_dataset
+from resources.artifacts import ArtifactStore, MissingArtifactError, dvc_md5
+
+UTC = dt.timezone.utc
+
+
+def _rows(n: int) -> list[dict]:
+    return [
+        {
+            "id": f"r{i}",
+            "messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}],
+            "created_at": dt.datetime(2025, 1, 1 + i, tzinfo=UTC),
+        }
+        for i in range(n)
+    ]
+
+
+def test_dataset_round_trip_is_byte_stable(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    dataset = to_dataset(_rows(3), example_features())
+    store.write_dataset("clean_examples", dataset)
+    first = store.md5("clean_examples")
+    loaded = store.read_dataset("clean_examples")
+    assert loaded.features == example_features()
+    assert loaded.to_list() == dataset.to_list()
+    store.write_dataset("clean_examples", loaded)
+    assert store.md5("clean_examples") == first
+
+
+def test_missing_artifact_names_the_asset(tmp_path: Path) -> None:
+    with pytest.raises(MissingArtifactError, match="materialize asset 'adapter'"):
+        ArtifactStore(tmp_path).load("adapter")
+
+
+def test_failed_directory_write_keeps_the_previous_version(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    with store.directory_writer("adapter") as staging:
+        (staging / "weights.bin").write_bytes(b"good")
+    with pytest.raises(RuntimeError), store.directory_writer("adapter") as staging:
+        (staging / "weights.bin").write_bytes(b"half")
+        raise RuntimeError("training crashed")
+    assert (store.path("adapter") / "weights.bin").read_bytes() == b"good"
+    assert [p.name for p in store.path("adapter").parent.iterdir()] == ["adapter"]
+
+
+def test_failed_dataset_write_keeps_the_previous_version(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    store.write_dataset("train_split", to_dataset(_rows(2), example_features()))
+    before = store.md5("train_split")
+    with pytest.raises(AttributeError):
+        store.write_dataset("train_split", object())  # not a Dataset: fails before anything is replaced
+    assert store.md5("train_split") == before
+
+
+def test_md5_matches_what_dvc_records(tmp_path: Path) -> None:
+    (tmp_path / "models" / "adapter" / "sub").mkdir(parents=True)
+    (tmp_path / "models" / "adapter" / "a.json").write_text('{"x": 1}\n')
+    (tmp_path / "models" / "adapter" / "sub" / "b.bin").write_bytes(bytes(range(256)))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "f.parquet").write_bytes(b"parquet-ish bytes")
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=tmp_path, check=True, timeout=120)
+    subprocess.run([*dvc, "add", "-q", "models/adapter", "data/f.parquet"], cwd=tmp_path, check=True, timeout=120)
+    import yaml
+
+    recorded = {
+        name: yaml.safe_load((tmp_path / f"{name}.dvc").read_text())["outs"][0]["md5"]
+        for name in ("models/adapter", "data/f.parquet")
+    }
+    assert dvc_md5(tmp_path / "models" / "adapter") == recorded["models/adapter"]
+    assert dvc_md5(tmp_path / "data" / "f.parquet") == recorded["data/f.parquet"]

@@ -1,0 +1,454 @@
+"""Tests for the cleaning stage: filters, exact and near dedup, embeddings, cleanlab pass, pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from assets.clean.dedup import (
+    candidate_probability,
+    find_exact_duplicates,
+    find_near_duplicates,
+    jaccard,
+    lsh_bands,
+    minhash_signatures,
+    normalize_text,
+    word_shingles,
+)
+from assets.clean.embed import embed_texts, make_embedder
+from assets.clean.filters import row_filters, validate_row
+from assets.clean.pipeline import CleanResult, CleanSettings, clean_rows
+from assets.clean.quality import _near_duplicate_clusters, cosine_knn_graph, find_quality_issues
+from assets.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, REJECTION_COLUMNS
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+SETTINGS = CleanSettings(
+    min_response_chars=2,
+    near_dup_threshold=0.8,
+    minhash_permutations=128,
+    shingle_size=5,
+    cleanlab_enabled=False,
+    embedder="embedded",
+    embedding_dim=16,
+    outlier_score_threshold=0.02,
+    cleanlab_near_duplicates=True,
+)
+
+
+def make_row(
+    row_id: str, user: str, answer: str, *, line: int = 1, error: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A raw row as the ingest stage produces it."""
+    row = {
+        "id": row_id,
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
+        "created_at": START + timedelta(days=line),
+        "category": None,
+        "lang": "en",
+        "source": None,
+        "augmented_from": None,
+        "group_id": None,
+        "source_file": "data/raw.jsonl",
+        "source_line": line,
+        "raw": "{}",
+        "error": error,
+    }
+    row.update(extra)
+    return row
+
+
+# Two topics with one distinct pair of filler phrases per row: all rows are alike in embedding space but
+# no two are the same, and their word 5-gram Jaccard stays below 0.95.
+TOPICS = (
+    (
+        "how do I boil pasta so it stays firm and does not stick together in the pot",
+        "Boil it in plenty of salted water, stir it in the first minute and taste it a minute early.",
+    ),
+    (
+        "how do I reverse a list in Python without changing the original list object",
+        "Use reversed() for an iterator or the slice [::-1] for a new reversed copy of the list.",
+    ),
+)
+FILLERS = list(
+    itertools.combinations(
+        [
+            *("please", "quickly", "today", "for my class", "in simple words", "step by step"),
+            *("briefly", "again", "for a friend", "thanks", "at home", "for work"),
+        ],
+        2,
+    )
+)
+
+
+def synthetic_rows(count: int) -> list[dict[str, Any]]:
+    rows = []
+    for index in range(count):
+        question, answer = TOPICS[index % 2]
+        first, second = FILLERS[index]
+        rows.append(make_row(f"r{index}", f"{first} {second} {question}?", answer, line=index + 1))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- filters
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    row = make_row("a", "What is two plus two?", "Four.")
+    row.update(changes)
+    return row
+
+
+def _turns(*pairs: tuple[str, str]) -> list[dict[str, str]]:
+    return [{"role": role, "content": content} for role, content in pairs]
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (_with(), None),
+        (_with(messages=_turns(("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello"))), None),
+        (_with(messages=_turns(("user", "Tab\tand\nnewline"), ("assistant", "fine"))), None),
+        (_with(id=""), "missing_id"),
+        (_with(id=None), "missing_id"),
+        (_with(created_at=None), "missing_created_at"),
+        (_with(created_at=datetime(2025, 1, 1)), "naive_created_at"),
+        (_with(messages=None), "missing_messages"),
+        (_with(messages=[]), "missing_messages"),
+        (_with(messages=["hello"]), "malformed_message"),
+        (_with(messages=[{"role": "user", "content": 3}]), "malformed_message"),
+        (_with(messages=_turns(("human", "Hi"), ("assistant", "Hello"))), "invalid_role"),
+        (_with(messages=_turns(("user", "Hi"), ("system", "x"), ("assistant", "Hello"))), "misplaced_system"),
+        (_with(messages=_turns(("system", "Be brief."), ("assistant", "Hello"))), "missing_user_turn"),
+        (
+            _with(messages=_turns(("user", "Hi"), ("assistant", "Hello"), ("user", "And?"))),
+            "missing_assistant_turn",
+        ),
+        (_with(messages=_turns(("user", "   "), ("assistant", "Hello"))), "empty_content"),
+        (_with(messages=_turns(("user", "Hi\x00there"), ("assistant", "Hello"))), "control_characters"),
+        (_with(messages=_turns(("user", "Hi"), ("assistant", "Hel\x7flo"))), "control_characters"),
+        (_with(messages=_turns(("user", "Caf\ufffd"), ("assistant", "Hello"))), "replacement_character"),
+        (_with(messages=_turns(("user", "Hi"), ("assistant", " A "))), "short_response"),
+        (_with(messages=_turns(("user", "Hi"), ("assistant", "Ok"))), None),
+    ],
+)
+def test_filters(row: dict[str, Any], reason: str | None) -> None:
+    verdict = validate_row(row, row_filters(min_response_chars=2))
+    assert (verdict.reason if verdict else None) == reason
+    if verdict is not None:
+        assert verdict.detail
+
+
+def test_short_response_detail_names_the_setting() -> None:
+    row = _with(messages=_turns(("user", "Hi"), ("assistant", "A")))
+    verdict = validate_row(row, row_filters(min_response_chars=5))
+    assert verdict is not None
+    assert "clean.min_response_chars is 5" in verdict.detail
+
+
+# ---------------------------------------------------------------------------------------------- dedup
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hello   World", "hello world"),
+        ("  tabs\tand\nnewlines ", "tabs and newlines"),
+        ("\uff26\uff35\uff2c\uff2c width", "full width"),
+        ("Straße", "strasse"),
+        ("ﬁne", "fine"),
+    ],
+)
+def test_normalize_text(text: str, expected: str) -> None:
+    assert normalize_text(text) == expected
+
+
+def test_exact_duplicates_map_to_first_occurrence() -> None:
+    texts = ["Hello world", "other", "HELLO   world", "hello world", "Other "]
+    assert find_exact_duplicates(texts) == {2: 0, 3: 0, 4: 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "size", "expected"),
+    [
+        ("a b c", 5, {"a b c"}),
+        ("a b c d", 2, {"a b", "b c", "c d"}),
+        ("A  b", 1, {"a", "b"}),
+        ("", 3, set()),
+    ],
+)
+def test_word_shingles(text: str, size: int, expected: set[str]) -> None:
+    assert word_shingles(text, size) == expected
+
+
+@pytest.mark.parametrize(("threshold", "permutations"), [(0.8, 128), (0.5, 64), (0.95, 256), (1.0, 16)])
+def test_lsh_bands_reach_the_target_recall(threshold: float, permutations: int) -> None:
+    bands, rows = lsh_bands(permutations, threshold)
+    assert bands * rows <= permutations
+    assert candidate_probability(threshold, bands=bands, rows=rows) >= 0.99
+
+
+def test_minhash_estimates_jaccard() -> None:
+    left = word_shingles(" ".join(f"w{i}" for i in range(60)), 1)
+    right = word_shingles(" ".join(f"w{i}" for i in range(20, 80)), 1)
+    signatures = minhash_signatures([left, right], num_permutations=512, seed=3)
+    estimate = float(np.mean(signatures[0] == signatures[1]))
+    assert abs(estimate - jaccard(left, right)) < 0.08
+    again = minhash_signatures([left, right], num_permutations=512, seed=3)
+    assert np.array_equal(signatures, again)
+
+
+def _words(*ranges: range) -> str:
+    return " ".join(f"w{i}" for r in ranges for i in r)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "is_duplicate"),
+    [(0.79, True), (0.8, True), (0.81, False)],
+)
+def test_near_duplicate_threshold_is_inclusive(threshold: float, is_duplicate: bool) -> None:
+    # Word sets {w0..w7} and {w0..w9}: Jaccard exactly 8/10.
+    texts = [_words(range(8)), _words(range(10))]
+    found = find_near_duplicates(texts, threshold=threshold, num_permutations=128, shingle_size=1)
+    assert (1 in found) is is_duplicate
+    if is_duplicate:
+        assert found[1].kept_index == 0
+        assert found[1].jaccard == pytest.approx(0.8)
+
+
+def test_near_duplicate_clusters_keep_the_earliest_row() -> None:
+    base = list(range(40))
+    texts = [
+        _words(range(100, 140)),  # unrelated, kept
+        _words(base),  # kept: earliest of the cluster
+        _words(base[:39], range(200, 201)),  # one word changed from row 1
+        _words(range(300, 340)),  # unrelated, kept
+        _words(base[:38], range(200, 202)),  # close to row 2
+    ]
+    found = find_near_duplicates(texts, threshold=0.8, num_permutations=128, shingle_size=1)
+    assert sorted(found) == [2, 4]
+    assert {index: item.kept_index for index, item in found.items()} == {2: 1, 4: 1}
+    assert found[4].match_index == 2
+
+
+def test_near_duplicates_on_word_5_grams() -> None:
+    sentence = "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat all day long"
+    texts = [sentence + " again", sentence + " twice", "a completely different sentence about baking bread"]
+    found = find_near_duplicates(texts, threshold=0.8, num_permutations=128, shingle_size=5)
+    assert list(found) == [1]
+    assert found[1].jaccard >= 0.8
+
+
+# ---------------------------------------------------------------------------------------------- embed
+
+
+def test_embed_texts_is_deterministic_and_unit_length() -> None:
+    texts = [f"text number {i} about {topic}" for i, topic in enumerate(["cats", "dogs", "cars"] * 10)]
+    first = embed_texts(texts, dim=8, seed=0)
+    assert first.shape == (30, 8)
+    assert np.allclose(np.linalg.norm(first, axis=1), 1.0)
+    assert np.array_equal(first, embed_texts(texts, dim=8, seed=0))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_embed_texts_handles_tiny_inputs(count: int) -> None:
+    embeddings = embed_texts([f"short text {i}" for i in range(count)], dim=64, seed=0)
+    assert embeddings.shape[0] == count
+    assert 1 <= embeddings.shape[1] <= 64
+
+
+def test_unknown_embedder_names_the_setting() -> None:
+    with pytest.raises(ValueError, match=r"clean\.embedder"):
+        make_embedder("sentence-transformers/all-MiniLM-L6-v2", dim=8, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------- quality
+
+
+def test_cosine_knn_graph_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(30, 5))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    graph = cosine_knn_graph(vectors, k=4)
+    distances = 1 - vectors @ vectors.T
+    np.fill_diagonal(distances, np.inf)
+    expected = np.argsort(distances, axis=1, kind="stable")[:, :4]
+    assert np.array_equal(graph.indices.reshape(30, 4), expected)
+    assert np.allclose(graph.data.reshape(30, 4), np.take_along_axis(distances, expected, axis=1))
+
+
+def _quality_texts() -> list[str]:
+    texts = [
+        f"user: {row['messages'][0]['content']}\nassistant: {row['messages'][1]['content']}"
+        for row in synthetic_rows(40)
+    ]
+    texts.append("user: qzx vbn\nassistant: 0x7f 0x3e ~~ ^^ zzzz")  # 40: outlier
+    first, second = FILLERS[7]
+    question, answer = TOPICS[1]
+    texts.append(f"user: {second} {first} {question}?\nassistant: {answer}")  # 41: row 7, words swapped
+    return texts
+
+
+@pytest.mark.parametrize("exact_knn_max_rows", [10_000, 0])
+def test_quality_finds_outlier_and_near_duplicate(exact_knn_max_rows: int) -> None:
+    texts = _quality_texts()
+    report = find_quality_issues(
+        texts,
+        embed_texts(texts, dim=16, seed=0),
+        outlier_score_threshold=0.02,
+        reject_near_duplicates=True,
+        exact_knn_max_rows=exact_knn_max_rows,
+    )
+    assert list(report.outliers) == [40]
+    assert report.near_duplicates == {41: 7}
+    assert len(report.outlier_scores) == len(texts)
+    assert report.outlier_issues >= 1 and report.near_duplicate_issues >= 2
+
+
+def test_quality_keeps_near_duplicates_when_told() -> None:
+    texts = _quality_texts()
+    report = find_quality_issues(
+        texts, embed_texts(texts, dim=16, seed=0), outlier_score_threshold=0.0, reject_near_duplicates=False
+    )
+    assert report.outliers == {} and report.near_duplicates == {}
+
+
+@pytest.mark.parametrize(
+    ("excluded", "expected"),
+    [
+        (set(), {1: 0, 2: 0, 4: 3}),
+        # A rejected outlier keeps nothing: its neighbours pick the earliest remaining member instead.
+        ({0}, {2: 1, 4: 3}),
+        ({3}, {1: 0, 2: 0}),
+    ],
+)
+def test_near_duplicate_sets_point_at_kept_rows(excluded: set[int], expected: dict[int, int]) -> None:
+    sets = [np.array([1]), np.array([0, 2]), np.array([1]), np.array([4]), np.array([3])]
+    assert _near_duplicate_clusters(sets, excluded=excluded) == expected
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("min_response_chars", -1),
+        ("min_response_chars", True),
+        ("near_dup_threshold", 0.0),
+        ("near_dup_threshold", 1.5),
+        ("minhash_permutations", 0),
+        ("shingle_size", 0),
+        ("embedding_dim", 0),
+        ("outlier_score_threshold", 2),
+        ("embedder", "bert"),
+        ("cleanlab_enabled", "yes"),
+    ],
+)
+def test_settings_name_the_wrong_field(field: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"clean.{field}")):
+        dataclasses.replace(SETTINGS, **{field: value})
+
+
+def _check_accounting(rows: list[dict[str, Any]], result: CleanResult) -> None:
+    assert len(result.kept) + len(result.rejected) == len(rows)
+    kept_ids = {row["id"] for row in result.kept}
+    rejected_ids = {row["id"] for row in result.rejected}
+    assert not kept_ids & rejected_ids
+    assert kept_ids | rejected_ids == {row["id"] for row in rows}
+    assert all(list(row) == list(EXAMPLE_COLUMNS) for row in result.kept)
+    rejected_columns = list(EXAMPLE_COLUMNS + PROVENANCE_COLUMNS + REJECTION_COLUMNS)
+    assert all(list(row) == rejected_columns for row in result.rejected)
+    assert result.counts["input"] == len(rows) and result.counts["kept"] == len(result.kept)
+
+
+def test_clean_rows_every_stage() -> None:
+    long_answer = "Paris is the capital and largest city of France, on the river Seine in the north."
+    rows = [
+        make_row("ok1", "What is the capital of France?", long_answer, line=1),
+        make_row("bad-json", "", "", line=2, messages=None, error="malformed_json: line 2: Expecting value"),
+        make_row("short", "Say yes", "y", line=3),
+        make_row("dup-exact", "what is the  CAPITAL of France?", long_answer, line=4),
+        make_row(
+            "ok2", "Name three primary colours.", "Red, yellow and blue are the traditional ones.", line=5
+        ),
+        make_row(
+            "dup-near", "What is the capital of France?", long_answer.replace("north.", "north!!"), line=6
+        ),
+    ]
+    result = clean_rows(rows, SETTINGS)
+    _check_accounting(rows, result)
+    assert [row["id"] for row in result.kept] == ["ok1", "ok2"]
+    rejected = {row["source_line"]: row for row in result.rejected}
+    assert list(rejected) == [2, 3, 4, 6]
+    assert (rejected[2]["stage"], rejected[2]["reason"]) == ("ingest", "malformed_json")
+    assert (rejected[3]["stage"], rejected[3]["reason"]) == ("validate", "short_response")
+    assert (rejected[4]["stage"], rejected[4]["reason"], rejected[4]["duplicate_of"]) == (
+        "dedup_exact",
+        "duplicate_exact",
+        "ok1",
+    )
+    assert (rejected[6]["stage"], rejected[6]["reason"], rejected[6]["duplicate_of"]) == (
+        "dedup_near",
+        "near_duplicate",
+        "ok1",
+    )
+    for row in result.rejected:
+        assert "data/raw.jsonl line" in row["detail"] and repr(row["id"]) in row["detail"]
+    assert "Jaccard" in rejected[6]["detail"]
+    assert result.counts["duplicate_exact"] == 1 and result.counts["cleanlab_skipped"] == 1
+    assert result.notes == ["cleanlab pass skipped: clean.cleanlab_enabled is false"]
+
+
+def test_clean_rows_rejects_a_reused_id() -> None:
+    rows = [
+        make_row("same", "What is the boiling point of water?", "100 degrees Celsius at sea level.", line=1),
+        make_row("same", "Name a prime number.", "Seven is a prime number.", line=2),
+    ]
+    result = clean_rows(rows, SETTINGS)
+    assert [row["source_line"] for row in result.rejected] == [2]
+    assert (result.rejected[0]["reason"], result.rejected[0]["duplicate_of"]) == ("duplicate_id", "same")
+    assert "line 1" in result.rejected[0]["detail"]
+
+
+def test_clean_rows_with_cleanlab_is_deterministic() -> None:
+    rows = synthetic_rows(40)
+    rows.append(make_row("odd", "qzx vbn", "0x7f 0x3e ~~ ^^ zzzz", line=41))
+    first, second = FILLERS[7]
+    question, answer = TOPICS[1]
+    rows.append(make_row("swapped", f"{second} {first} {question}?", answer, line=42))
+    # Rows share long templates; raise the MinHash threshold so that the cleanlab pass is what is tested.
+    settings = dataclasses.replace(SETTINGS, cleanlab_enabled=True, near_dup_threshold=0.95)
+    result = clean_rows(rows, settings)
+    _check_accounting(rows, result)
+    reasons = {row["id"]: (row["stage"], row["reason"], row["duplicate_of"]) for row in result.rejected}
+    assert reasons == {
+        "odd": ("cleanlab", "cleanlab_outlier", None),
+        "swapped": ("cleanlab", "cleanlab_near_duplicate", "r7"),
+    }
+    assert "outlier score" in result.rejected[0]["detail"]
+    assert [score["id"] for score in result.quality_scores] == [row["id"] for row in rows]
+    assert result.counts["cleanlab_outlier"] == 1 and "cleanlab_skipped" not in result.counts
+    again = clean_rows(rows, settings)
+    assert again == result
+
+
+def test_clean_rows_skips_cleanlab_on_tiny_data() -> None:
+    rows = synthetic_rows(5)
+    result = clean_rows(rows, dataclasses.replace(SETTINGS, cleanlab_enabled=True, near_dup_threshold=0.95))
+    _check_accounting(rows, result)
+    assert len(result.kept) == 5
+    assert result.counts["cleanlab_skipped"] == 1
+    assert "needs at least" in result.notes[0]
+
+
+def test_clean_rows_on_empty_input() -> None:
+    result = clean_rows([], dataclasses.replace(SETTINGS, cleanlab_enabled=True))
+    assert (result.kept, result.rejected) == ([], [])
+    assert result.counts == {"input": 0, "kept": 0, "cleanlab_skipped": 1}

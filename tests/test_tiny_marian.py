@@ -1,0 +1,220 @@
+"""The embedded tiny Marian pair and translator resolution/loading, all offline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resources.embedded.tiny_marian import (
+    MARKER_FILE,
+    REQUIRED_FILES,
+    build_tiny_marian,
+    build_tiny_marian_pair,
+    is_complete,
+)
+from resources.translators import (
+    Translator,
+    TranslatorUnavailableError,
+    load_translator,
+    resolve_translator,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The tokenizer warns that sacremoses (punctuation normalization) is not installed; irrelevant here.
+pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return build_tiny_marian_pair(
+        tmp_path_factory.mktemp("marian"), source_lang="en", pivot_lang="de", seed=0
+    )
+
+
+@pytest.fixture(scope="module")
+def forward(pair: tuple[Path, Path]) -> Translator:
+    return load_translator(str(pair[0]))
+
+
+def _file_bytes(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+def test_pair_directories_are_named_by_direction(pair: tuple[Path, Path]) -> None:
+    forward_dir, backward_dir = pair
+    assert (forward_dir.name, backward_dir.name) == ("en-de", "de-en")
+    for directory in pair:
+        assert {*REQUIRED_FILES, MARKER_FILE} <= {p.name for p in directory.iterdir()}
+
+
+def test_loads_through_the_auto_classes_like_an_opus_mt_checkpoint(pair: tuple[Path, Path]) -> None:
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel, MarianTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(pair[0])
+    model = AutoModelForSeq2SeqLM.from_pretrained(pair[0])
+    assert isinstance(tokenizer, MarianTokenizer)
+    assert isinstance(model, MarianMTModel)
+    assert (tokenizer.source_lang, tokenizer.target_lang) == ("en", "de")
+    # opus-mt layout: </s> is 0, decoding starts from <pad>, the last id.
+    assert tokenizer.eos_token_id == 0 == model.config.eos_token_id
+    assert tokenizer.pad_token_id == model.config.pad_token_id == model.config.decoder_start_token_id
+    assert tokenizer.pad_token_id == model.config.vocab_size - 1 == len(tokenizer) - 1
+
+
+def test_tokenizer_round_trips_corpus_text(pair: tuple[Path, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(pair[0])
+    text = "How do I reverse a list in Python?"
+    ids = tokenizer(text)["input_ids"]
+    assert ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True, use_source_tokenizer=True) == text
+
+
+def test_build_is_byte_for_byte_deterministic(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    again = build_tiny_marian(tmp_path / "en-de", src_lang="en", tgt_lang="de", seed=0)
+    assert _file_bytes(again) == _file_bytes(pair[0])
+
+
+def test_build_is_deterministic_across_processes(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    script = (
+        "import sys; from pathlib import Path; from resources.embedded.tiny_marian import build_tiny_marian; "
+        "build_tiny_marian(Path(sys.argv[1]), src_lang='en', tgt_lang='de', seed=0)"
+    )
+    out = tmp_path / "fresh"
+    subprocess.run(
+        [sys.executable, "-c", script, str(out)], cwd=PROJECT_ROOT, check=True, capture_output=True
+    )
+    assert _file_bytes(out) == _file_bytes(pair[0])
+
+
+def test_seed_changes_the_weights(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    other = build_tiny_marian(tmp_path / "en-de", src_lang="en", tgt_lang="de", seed=1)
+    assert (other / "model.safetensors").read_bytes() != (pair[0] / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("bad", ["", "en-us", "1en", "e n"])
+def test_bad_language_code_is_rejected(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValueError, match="src_lang"):
+        build_tiny_marian(tmp_path / "x", src_lang=bad, tgt_lang="de", seed=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"src_lang": "en", "tgt_lang": "de", "seed": 0}, True),
+        ({"src_lang": "en", "tgt_lang": "de", "seed": 1}, False),
+        ({"src_lang": "de", "tgt_lang": "en", "seed": 0}, False),
+    ],
+)
+def test_is_complete_checks_the_build_settings(
+    pair: tuple[Path, Path], kwargs: dict[str, object], expected: bool
+) -> None:
+    assert is_complete(pair[0], **kwargs) is expected
+
+
+def test_is_complete_is_false_when_a_file_is_missing(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    copy = Path(shutil.copytree(pair[0], tmp_path / "copy"))
+    (copy / "model.safetensors").unlink()
+    assert not is_complete(copy, src_lang="en", tgt_lang="de", seed=0)
+
+
+def test_resolve_embedded_builds_once_then_reuses(tmp_path: Path) -> None:
+    first = resolve_translator("embedded", direction=("en", "de"), embedded_root=tmp_path, seed=0)
+    assert Path(first) == (tmp_path / "en-de").resolve()
+    assert is_complete(Path(first), src_lang="en", tgt_lang="de", seed=0)
+    stamp = (Path(first) / "model.safetensors").stat().st_mtime_ns
+    again = resolve_translator("embedded", direction=("en", "de"), embedded_root=tmp_path, seed=0)
+    assert again == first
+    assert (Path(first) / "model.safetensors").stat().st_mtime_ns == stamp
+    # No staging directories are left behind.
+    assert [p.name for p in tmp_path.iterdir()] == ["en-de"]
+
+
+def test_resolve_embedded_rebuilds_a_stale_or_broken_directory(tmp_path: Path) -> None:
+    target = tmp_path / "en-de"
+    target.mkdir()
+    (target / "config.json").write_text("{}")
+    resolve_translator("embedded", direction=("en", "de"), embedded_root=tmp_path, seed=3)
+    assert is_complete(target, src_lang="en", tgt_lang="de", seed=3)
+    resolve_translator("embedded", direction=("en", "de"), embedded_root=tmp_path, seed=4)
+    assert json.loads((target / MARKER_FILE).read_text())["seed"] == 4
+
+
+def test_resolve_local_directory_and_hub_id(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    kwargs = {"direction": ("en", "de"), "embedded_root": tmp_path / "unused", "seed": 0}
+    assert resolve_translator(str(pair[0]), **kwargs) == str(pair[0].resolve())
+    assert resolve_translator("Helsinki-NLP/opus-mt-en-de", **kwargs) == "Helsinki-NLP/opus-mt-en-de"
+    assert not (tmp_path / "unused").exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "match"),
+    [
+        ("", ValueError, "empty"),
+        ("/no/such/model/dir", FileNotFoundError, "does not exist"),
+        ("./models/missing", FileNotFoundError, "does not exist"),
+        ("models/translators/en-de", FileNotFoundError, "does not exist"),
+    ],
+)
+def test_resolve_rejects_bad_specs(tmp_path: Path, spec: str, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        resolve_translator(spec, direction=("en", "de"), embedded_root=tmp_path, seed=0)
+
+
+def test_load_hub_id_missing_from_cache_explains_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(TranslatorUnavailableError) as info:
+        load_translator("Helsinki-NLP/opus-mt-en-de", cache_dir=tmp_path / "hf-cache")
+    message = str(info.value)
+    assert "Helsinki-NLP/opus-mt-en-de" in message
+    assert "Nothing is downloaded" in message
+    assert "embedded" in message
+    assert "directory" in message
+
+
+def test_load_hub_id_from_the_local_cache(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    # The layout huggingface_hub uses: models--<owner>--<name>/snapshots/<revision>/ and refs/main.
+    repo = tmp_path / "hf-cache" / "models--acme--opus-mt-en-de"
+    revision = "0" * 40
+    shutil.copytree(pair[0], repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    translator = load_translator("acme/opus-mt-en-de", cache_dir=tmp_path / "hf-cache")
+    assert translator.name == "acme/opus-mt-en-de"
+    assert len(translator.translate(["Hello."], max_new_tokens=4, num_beams=1, batch_size=1)) == 1
+
+
+def test_load_directory_without_a_model_fails_clearly(tmp_path: Path) -> None:
+    with pytest.raises(TranslatorUnavailableError, match="Could not load a translation model"):
+        load_translator(str(tmp_path))
+
+
+def test_translate_is_deterministic_and_keeps_order(forward: Translator) -> None:
+    texts = ["What is the capital city of Canada?", "Hi", "", "Give me three ideas for a healthy breakfast."]
+    options = {"max_new_tokens": 8, "num_beams": 1, "batch_size": 2}
+    first = forward.translate(texts, **options)
+    assert len(first) == len(texts)
+    assert all(isinstance(t, str) for t in first)
+    assert forward.translate(texts, **options) == first
+    # Outputs follow their inputs when the input order changes.
+    assert forward.translate(texts[::-1], **options) == first[::-1]
+    assert forward.translate([], **options) == []
+
+
+def test_translate_with_beam_search(forward: Translator) -> None:
+    out = forward.translate(["Hello there."], max_new_tokens=6, num_beams=2, batch_size=4)
+    assert len(out) == 1
+    assert isinstance(out[0], str)
+
+
+@pytest.mark.parametrize("field", ["max_new_tokens", "num_beams", "batch_size"])
+def test_translate_rejects_non_positive_options(forward: Translator, field: str) -> None:
+    options = {"max_new_tokens": 4, "num_beams": 1, "batch_size": 1, field: 0}
+    with pytest.raises(ValueError, match=field):
+        forward.translate(["Hello."], **options)
