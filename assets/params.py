@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -65,7 +65,7 @@ def params_hash(root: Path = PROJECT_ROOT) -> str:
 def _field_type(value: Any) -> Any:
     # Nulls are optional strings (dates, paths); other types follow the YAML value.
     if value is None:
-        return Optional[str]
+        return str | None
     if isinstance(value, list):
         return list[type(value[0]) if value else str]
     return type(value)

@@ -139,18 +139,9 @@ class ArtifactStore:
         return json.loads(self.require(key).read_text(encoding="utf-8"))
 
     # directories --------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def directory_writer(self, key: str) -> Iterator[Path]:
+    def directory_writer(self, key: str) -> contextlib.AbstractContextManager[Path]:
         """Yield an empty staging directory; on success it replaces the artifact's directory."""
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            yield staging
-            staging.chmod(0o755)  # mkdtemp makes it private; the model directory is for everyone
-            replace_directory(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        return atomic_directory(self.path(key))
 
     def load(self, key: str) -> Any:
         """The value downstream assets receive: a Dataset, a directory Path, or a dict."""
@@ -162,14 +153,27 @@ class ArtifactStore:
         return self.require(key)
 
 
-def replace_directory(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target``, replacing it with two renames so no reader sees a half-copy."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a staging directory beside ``target``; on success it replaces ``target`` by renames, so no
+    reader sees a half-written directory. On error the staging directory goes and ``target`` stays."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    staging.chmod(0o755)  # mkdtemp makes it private; the directory is for everyone
+    # A directory cannot be renamed over a non-empty one, so the old one moves aside first.
+    previous = None
     if target.exists():
-        os.replace(target, old)
-    os.replace(source, target)
-    shutil.rmtree(old, ignore_errors=True)
+        previous = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        target.rename(previous / target.name)
+    staging.rename(target)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 @contextlib.contextmanager

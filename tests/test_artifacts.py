@@ -12,7 +12,7 @@ import pytest
 from assets.schema import example_features, to_dataset
 from resources.artifacts import ArtifactStore, MissingArtifactError, dvc_md5
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _rows(n: int) -> list[dict]:
@@ -71,7 +71,9 @@ def test_md5_matches_what_dvc_records(tmp_path: Path) -> None:
     (tmp_path / "data" / "f.parquet").write_bytes(b"parquet-ish bytes")
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=tmp_path, check=True, timeout=120)
-    subprocess.run([*dvc, "add", "-q", "models/adapter", "data/f.parquet"], cwd=tmp_path, check=True, timeout=120)
+    subprocess.run(
+        [*dvc, "add", "-q", "models/adapter", "data/f.parquet"], cwd=tmp_path, check=True, timeout=120
+    )
     import yaml
 
     recorded = {

@@ -68,13 +68,14 @@ def test_job_schedule_and_sensor_exist() -> None:
 
 def test_loading_definitions_does_not_import_heavy_libraries() -> None:
     # The UI imports the definitions at start; torch & co must stay lazy (the issue asks < 3 s).
-    code = (
-        "import sys, pipelines.definitions\n"
-        "heavy = [m for m in ('torch', 'transformers', 'peft', 'bitsandbytes', 'datasets', 'cleanlab', 'mlflow')"
-        " if m in sys.modules]\n"
-        "print(','.join(heavy))"
-    )
+    heavy = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "cleanlab", "mlflow")
+    code = f"import sys, pipelines.definitions\nprint(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     assert out.stdout.strip() == "", f"imported at load: {out.stdout.strip()}"

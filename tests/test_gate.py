@@ -6,7 +6,12 @@ import pytest
 
 from assets.registry.gate import GateSettings, judge, relative_gain
 
-SETTINGS = GateSettings(primary_metric="perplexity", min_relative_improvement=0.0, max_relative_regression=0.05)
+SETTINGS = GateSettings(
+    primary_metric="perplexity",
+    min_relative_improvement=0.0,
+    max_relative_regression=0.05,
+    max_absolute_regression=0.01,
+)
 
 
 def _report(candidate: dict, reference: dict, reference_name: str = "base") -> dict:
@@ -20,9 +25,17 @@ def _report(candidate: dict, reference: dict, reference_name: str = "base") -> d
         ({"perplexity": 9.0, "rougeL": 0.30}, {"perplexity": 10.0, "rougeL": 0.30}, True),
         ({"perplexity": 10.0, "rougeL": 0.30}, {"perplexity": 10.0, "rougeL": 0.30}, False),  # not better
         ({"perplexity": 11.0, "rougeL": 0.40}, {"perplexity": 10.0, "rougeL": 0.30}, False),  # worse primary
-        ({"perplexity": 9.0, "rougeL": 0.20}, {"perplexity": 10.0, "rougeL": 0.30}, False),  # rouge regressed 33%
+        (
+            {"perplexity": 9.0, "rougeL": 0.20},
+            {"perplexity": 10.0, "rougeL": 0.30},
+            False,
+        ),  # rouge regressed 33%
         ({"perplexity": 9.0, "rougeL": 0.29}, {"perplexity": 10.0, "rougeL": 0.30}, True),  # 3.3% within 5%
-        ({"perplexity": 9.0, "bleu": 0.0}, {"perplexity": 10.0, "bleu": 0.0}, True),  # zero reference: no ratio
+        (
+            {"perplexity": 9.0, "bleu": 0.0},
+            {"perplexity": 10.0, "bleu": 0.0},
+            True,
+        ),  # zero reference: no ratio
     ],
 )
 def test_judge_against_base(candidate: dict, reference: dict, passed: bool) -> None:
@@ -41,7 +54,12 @@ def test_champion_is_preferred_over_base_as_reference() -> None:
 
 
 def test_min_relative_improvement_is_enforced() -> None:
-    strict = GateSettings(primary_metric="perplexity", min_relative_improvement=0.2, max_relative_regression=0.05)
+    strict = GateSettings(
+        primary_metric="perplexity",
+        min_relative_improvement=0.2,
+        max_relative_regression=0.05,
+        max_absolute_regression=0.0,
+    )
     assert not judge(_report({"perplexity": 9.0}, {"perplexity": 10.0}), strict).passed
     assert judge(_report({"perplexity": 7.0}, {"perplexity": 10.0}), strict).passed
 
@@ -58,10 +76,16 @@ def test_no_examples_never_passes() -> None:
         ("primary_metric", "accuracy", "registry.primary_metric"),
         ("min_relative_improvement", -0.1, "registry.min_relative_improvement"),
         ("max_relative_regression", 1.5, "registry.max_relative_regression"),
+        ("max_absolute_regression", -0.1, "registry.max_absolute_regression"),
     ],
 )
 def test_bad_settings_name_the_field(field: str, value: object, message: str) -> None:
-    values = {"primary_metric": "perplexity", "min_relative_improvement": 0.0, "max_relative_regression": 0.05}
+    values = {
+        "primary_metric": "perplexity",
+        "min_relative_improvement": 0.0,
+        "max_relative_regression": 0.05,
+        "max_absolute_regression": 0.01,
+    }
     values[field] = value
     with pytest.raises(ValueError, match=message):
         GateSettings(**values)

@@ -31,7 +31,7 @@ def base_model(
     a hub id or a local directory it holds `base_model.json`, a reference to the weights, which are not
     copied."""
     stopwatch = Stopwatch()
-    with storage.store().directory_writer("base_model") as staging:
-        info = models.prepare_base(config.base_model, staging, seed=config.seed)
+    # prepare_base writes atomically: a failure leaves the previous base_model in place.
+    info = models.prepare_base(config.base_model, storage.store().path("base_model"), seed=config.seed)
     metadata = {str(k): v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in info.items()}
     yield from record_stage(storage, dvc, {"base_model": metadata}, stopwatch)

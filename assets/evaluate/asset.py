@@ -59,12 +59,14 @@ def evaluation_report(
                     f"champion version {champion['version']} was trained on another base model "
                     f"({champion['tags'].get('base_model', '?')}); compared with the base model instead"
                 )
-        quantization = section("train")["quantization"]
-        model = models.causal_lm(base_model, quantization=None if quantization == "none" else quantization)
+        train = section("train")
+        quantization = None if train["quantization"] == "none" else train["quantization"]
+        model = models.causal_lm(base_model, quantization=quantization)
         tokenizer = models.tokenizer(base_model)
-        results = evaluate_models(
-            model, tokenizer, adapters, test_split.to_list(), settings_from(EvalSettings, config.model_dump())
-        )
+        # Perplexity masks and truncates exactly as training did.
+        values = {**config.model_dump(), "max_seq_length": train["max_seq_length"]}
+        settings = settings_from(EvalSettings, values)
+        results = evaluate_models(model, tokenizer, adapters, test_split.to_list(), settings)
     report = {
         "test_rows": len(test_split),
         "test_split_md5": store.md5("test_split"),

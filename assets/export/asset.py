@@ -12,6 +12,7 @@ from assets.params import config_class, section
 from assets.publishing import Stopwatch, code_version, fail, record_stage
 from assets.types import Dataset
 from resources.dvc import DvcResource
+from resources.models import ModelLoader
 from resources.registry import ModelRegistry
 from resources.storage import StorageResource
 
@@ -32,6 +33,7 @@ def merged_model(
     storage: StorageResource,
     dvc: DvcResource,
     registry: ModelRegistry,
+    models: ModelLoader,
 ) -> Iterator[dg.MaterializeResult]:
     """The current champion from the registry merged into its de-quantized base and saved as a plain
     transformers model (safetensors + tokenizer, no quantization config): load it with
@@ -68,6 +70,7 @@ def merged_model(
                 dtype=config.dtype,
                 max_abs_logit_diff=config.max_abs_logit_diff,
                 verify_prompts=prompts,
+                device=models.device,
             )
         except MergeVerificationError as exc:
             raise fail(f"merged_model: {exc}. The previous export was kept.") from None

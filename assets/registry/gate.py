@@ -7,6 +7,8 @@ from typing import Any
 
 # Which way is better for each metric the gate looks at; other report entries are ignored.
 DIRECTIONS = {"perplexity": "lower", "rougeL": "higher", "bleu": "higher", "answer_exact_match": "higher"}
+# The full scale of bounded metrics, to express an absolute regression as a fraction of it (BLEU is 0-100).
+SCALES = {"rougeL": 1.0, "bleu": 100.0, "answer_exact_match": 1.0}
 
 
 @dataclass(frozen=True)
@@ -14,6 +16,7 @@ class GateSettings:
     primary_metric: str
     min_relative_improvement: float
     max_relative_regression: float
+    max_absolute_regression: float
 
     def __post_init__(self) -> None:
         if self.primary_metric not in DIRECTIONS:
@@ -24,6 +27,8 @@ class GateSettings:
             raise ValueError("registry.min_relative_improvement must be >= 0.")
         if not 0 <= self.max_relative_regression < 1:
             raise ValueError("registry.max_relative_regression must be in [0, 1).")
+        if not 0 <= self.max_absolute_regression < 1:
+            raise ValueError("registry.max_absolute_regression must be in [0, 1) (a fraction of the scale).")
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,9 @@ def relative_gain(metric: str, candidate: float, reference: float) -> float | No
 
 def judge(report: dict[str, Any], settings: GateSettings) -> GateDecision:
     """Pass when the primary metric improves by more than ``min_relative_improvement`` (strictly
-    better) and no other metric regresses by more than ``max_relative_regression``."""
+    better) and no other metric regresses by more than ``max_relative_regression`` relative to the
+    reference and, at the same time, more than ``max_absolute_regression`` of its scale: on a small test
+    set a near-zero score moving by one token is noise, not a regression."""
     models = report.get("models", {})
     reference = "champion" if "champion" in models else "base"
     candidate, baseline = models.get("candidate"), models.get(reference)
@@ -70,11 +77,16 @@ def judge(report: dict[str, Any], settings: GateSettings) -> GateDecision:
                     f"{settings.min_relative_improvement:.1%} or more"
                 )
         else:
-            ok = gain is None or gain >= -settings.max_relative_regression
+            drop = (ref - cand) / SCALES[metric]
+            ok = (
+                gain is None
+                or gain >= -settings.max_relative_regression
+                or drop <= settings.max_absolute_regression
+            )
             if not ok:
                 reasons.append(
-                    f"{metric} regressed {-gain:.1%} against the {reference} "
-                    f"(tolerance {settings.max_relative_regression:.1%})"
+                    f"{metric} regressed {-gain:.1%} ({drop:.3f} of its scale) against the {reference} "
+                    f"(tolerances {settings.max_relative_regression:.1%}, {settings.max_absolute_regression})"
                 )
         passed = passed and ok
         comparisons.append(

@@ -41,10 +41,11 @@ def adapter(
     quantization = None if config.quantization == "none" else config.quantization
     model = models.causal_lm(base_model, quantization=quantization)
     tokenizer = models.tokenizer(base_model)
-    with storage.store().directory_writer("adapter") as staging:
-        result = train_adapter(
-            model, tokenizer, train_split.to_list(), validation_split.to_list(), settings, staging
-        )
+    # train_adapter writes atomically: a failed or interrupted run leaves the previous adapter in place.
+    out_dir = storage.store().path("adapter")
+    result = train_adapter(
+        model, tokenizer, train_split.to_list(), validation_split.to_list(), settings, out_dir
+    )
     losses = [h["loss"] for h in result.loss_history if "loss" in h]
     metadata = {
         "train_rows": len(train_split),
@@ -52,7 +53,7 @@ def adapter(
         "steps": result.steps,
         "first_loss": round(losses[0], 4) if losses else None,
         "final_loss": round(losses[-1], 4) if losses else None,
-        "validation_loss": round(result.eval_loss, 4),
+        "validation_loss": None if result.eval_loss is None else round(result.eval_loss, 4),
         "trainable_params": result.trainable_params,
         "total_params": result.total_params,
         "train_runtime_s": round(result.train_runtime_s, 2),

@@ -13,10 +13,10 @@ def loss_curve_png(history: list[dict], *, title: str) -> bytes:
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
 
-    points = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+    steps = [h["step"] for h in history if "loss" in h and "step" in h]
+    losses = [h["loss"] for h in history if "loss" in h and "step" in h]
     figure, axes = plt.subplots(figsize=(6, 3.2), dpi=100)
-    if points:
-        steps, losses = zip(*points)
+    if steps:
         axes.plot(steps, losses, marker="o", markersize=2, linewidth=1)
     axes.set_xlabel("step")
     axes.set_ylabel("training loss")

@@ -1,0 +1,156 @@
+"""Turn conversations into token ids with labels on the assistant tokens only.
+
+The model should learn to answer, not to predict the user's words, so every label is -100 (ignored by the
+loss) except the tokens of assistant turns, including the template's end-of-turn marker so the model
+learns where to stop. The assistant spans are found by rendering the conversation turn by turn with the
+tokenizer's own chat template, so no ``{% generation %}`` markers are needed (real templates, such as
+Qwen2.5's, have none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100
+Message = Mapping[str, str]
+
+
+class ChatTemplateError(ValueError):
+    """A conversation cannot be rendered or its assistant turns cannot be located."""
+
+
+def _render(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], *, prompt: bool) -> str:
+    return tokenizer.apply_chat_template(
+        [{"role": m["role"], "content": m["content"]} for m in messages],
+        tokenize=False,
+        add_generation_prompt=prompt,
+    )
+
+
+def _span_by_prefix(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], index: int, text: str
+) -> tuple[int, int] | None:
+    """Assistant turn ``index`` as the text between the generation prompt and the rendered turn, if the
+    template renders conversations prefix-consistently (most do); None otherwise."""
+    if index == 0:
+        return None
+    before = _render(tokenizer, messages[:index], prompt=True)
+    through = _render(tokenizer, messages[: index + 1], prompt=False)
+    if text.startswith(through) and through.startswith(before) and len(through) > len(before):
+        return len(before), len(through)
+    return None
+
+
+def _span_by_search(
+    tokenizer: PreTrainedTokenizerBase, content: str, text: str, cursor: int
+) -> tuple[int, int] | None:
+    """Assistant content found verbatim after ``cursor``, extended over an EOS right after it."""
+    needle = content.strip()
+    start = text.find(needle, cursor)
+    if not needle or start < 0:
+        return None
+    end = start + len(needle)
+    eos = tokenizer.eos_token
+    if eos and text.startswith(eos, end):
+        end += len(eos)
+    return start, end
+
+
+def assistant_spans(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]
+) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of its assistant turns."""
+    text = _render(tokenizer, messages, prompt=False)
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        span = _span_by_prefix(tokenizer, messages, index, text)
+        if span is None or span[0] < cursor:
+            span = _span_by_search(tokenizer, message["content"], text, cursor)
+        if span is None:
+            raise ChatTemplateError(
+                f"Could not locate assistant turn {index} ({message['content'][:40]!r}...) in the text the "
+                "chat template rendered. The template rewrites assistant content; use a template that keeps "
+                "it verbatim."
+            )
+        # Whitespace the template writes after the turn (a newline after the end-of-turn marker) is
+        # formatting, not something the model has to produce before it stops.
+        start, end = span
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        spans.append((start, end))
+        cursor = span[1]
+    return text, spans
+
+
+def tokenize_conversation(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], *, max_seq_length: int
+) -> dict[str, list[int]]:
+    """``input_ids``, ``attention_mask`` and ``labels`` (assistant tokens only), cut to ``max_seq_length``."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ChatTemplateError(
+            f"{type(tokenizer).__name__} is not a fast tokenizer; assistant-token masking needs character "
+            "offsets. Use a model directory that has a tokenizer.json."
+        )
+    text, spans = assistant_spans(tokenizer, messages)
+    # The template already wrote BOS and other special tokens as text.
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids = list(encoding["input_ids"])[:max_seq_length]
+    labels = [IGNORE_INDEX] * len(input_ids)
+    # A token belongs to the turn its first character is in.
+    span_iter = iter(spans)
+    span = next(span_iter, None)
+    for position, (start, _end) in enumerate(encoding["offset_mapping"][: len(input_ids)]):
+        while span is not None and start >= span[1]:
+            span = next(span_iter, None)
+        if span is not None and span[0] <= start:
+            labels[position] = input_ids[position]
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
+
+
+def tokenize_rows(
+    tokenizer: PreTrainedTokenizerBase, rows: Iterable[Mapping[str, Any]], *, max_seq_length: int
+) -> list[dict[str, list[int]]]:
+    """Tokenize every row's ``messages``; rows whose assistant tokens were all cut off are left out,
+    since they carry no training signal."""
+    features = []
+    for row in rows:
+        feature = tokenize_conversation(tokenizer, row["messages"], max_seq_length=max_seq_length)
+        if any(label != IGNORE_INDEX for label in feature["labels"]):
+            features.append(feature)
+    return features
+
+
+def pad_batch(
+    features: Sequence[Mapping[str, Sequence[int]]], *, pad_token_id: int, padding_side: str = "right"
+) -> dict[str, torch.Tensor]:
+    """Stack features into tensors, padding ids with ``pad_token_id``, masks with 0 and labels with -100."""
+    import torch
+
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right'; got {padding_side!r}.")
+    width = max(len(f["input_ids"]) for f in features)
+    fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX}
+    batch: dict[str, list[list[int]]] = {key: [] for key in fill if key in features[0]}
+    for feature in features:
+        for key, rows in batch.items():
+            values = list(feature[key])
+            padding = [fill[key]] * (width - len(values))
+            rows.append(padding + values if padding_side == "left" else values + padding)
+    return {key: torch.tensor(rows, dtype=torch.long) for key, rows in batch.items()}
+
+
+def split_last_answer(messages: Sequence[Message]) -> tuple[list[dict[str, str]], str]:
+    """The conversation before its last assistant turn (the prompt) and that turn's content."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index]["role"] == "assistant":
+            prompt = [{"role": m["role"], "content": m["content"]} for m in messages[:index]]
+            return prompt, messages[index]["content"]
+    raise ChatTemplateError("The conversation has no assistant turn to use as the reference answer.")
