@@ -12,17 +12,19 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
 
-from assets.params import PROJECT_ROOT, section_hash
+from assets.params import PROJECT_ROOT, section_hash, settings_from
 from resources.artifacts import artifact
 from resources.dvc import DvcResource
 from resources.storage import StorageResource
 
 if TYPE_CHECKING:
     from datasets import Dataset
+
+T = TypeVar("T")
 
 
 def code_version(package: str, sections: tuple[str, ...], extra: tuple[str, ...] = ()) -> str:
@@ -110,3 +112,12 @@ def resolve_path(value: str) -> Path:
 def fail(message: str) -> dg.Failure:
     """A user-facing failure: Dagster shows the message, not a traceback of our internals."""
     return dg.Failure(description=message, allow_retries=False)
+
+
+def stage_settings(cls: type[T], values: dict[str, Any]) -> T:
+    """A logic module's settings from a stage's Config; a bad value fails the asset with the
+    validation message (which names the field) instead of a traceback."""
+    try:
+        return settings_from(cls, values)
+    except (TypeError, ValueError) as exc:
+        raise fail(f"Invalid setting (params.yaml or launchpad config): {exc}") from None

@@ -24,7 +24,7 @@ OVERRIDES = {
     "augment": {
         "min_similarity": 0.0,
         "max_similarity": 1.0,
-        "min_length_ratio": 0.0,
+        "min_length_ratio": 0.01,
         "max_length_ratio": 100.0,
     },
     "train": {"epochs": 1, "max_steps": 12, "batch_size": 8, "max_seq_length": 128},

@@ -4,8 +4,16 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.params import config_class, settings_from
-from assets.publishing import Stopwatch, code_version, count_table, dataset_metadata, record_stage
+from assets.params import config_class
+from assets.publishing import (
+    Stopwatch,
+    code_version,
+    count_table,
+    dataset_metadata,
+    fail,
+    record_stage,
+    stage_settings,
+)
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
@@ -41,15 +49,14 @@ def augmented_examples(
     counts: dict[str, int] = {}
     new_rows: list[dict] = []
     if config.enabled:
+        settings = stage_settings(AugmentSettings, config.model_dump())
         pair = (config.source_lang, config.pivot_lang)
-        forward = models.translator(config.forward_model, direction=pair, seed=config.seed)
-        backward = models.translator(config.backward_model, direction=pair[::-1], seed=config.seed)
-        result = back_translate_rows(
-            rows,
-            forward=forward,
-            backward=backward,
-            settings=settings_from(AugmentSettings, config.model_dump()),
-        )
+        try:
+            forward = models.translator(config.forward_model, direction=pair, seed=config.seed)
+            backward = models.translator(config.backward_model, direction=pair[::-1], seed=config.seed)
+        except OSError as exc:  # a model that is not on this machine, or not a translation model
+            raise fail(f"augment: {exc}") from None
+        result = back_translate_rows(rows, forward=forward, backward=backward, settings=settings)
         new_rows, counts = result.rows, result.counts
     dataset = to_dataset(rows + new_rows, example_features())
     storage.store().write_dataset("augmented_examples", dataset)

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from assets.params import config_class
-from assets.publishing import Stopwatch, code_version, record_stage
+from assets.publishing import Stopwatch, code_version, fail, record_stage
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
 from resources.storage import StorageResource
@@ -32,6 +32,11 @@ def base_model(
     copied."""
     stopwatch = Stopwatch()
     # prepare_base writes atomically: a failure leaves the previous base_model in place.
-    info = models.prepare_base(config.base_model, storage.store().path("base_model"), seed=config.seed)
+    from resources.model_loading import ModelSourceError
+
+    try:
+        info = models.prepare_base(config.base_model, storage.store().path("base_model"), seed=config.seed)
+    except ModelSourceError as exc:
+        raise fail(f"train.base_model: {exc}") from None
     metadata = {str(k): v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in info.items()}
     yield from record_stage(storage, dvc, {"base_model": metadata}, stopwatch)

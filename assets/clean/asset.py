@@ -4,8 +4,16 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.params import config_class, settings_from
-from assets.publishing import Stopwatch, code_version, count_table, counts_by, dataset_metadata, record_stage
+from assets.params import config_class
+from assets.publishing import (
+    Stopwatch,
+    code_version,
+    count_table,
+    counts_by,
+    dataset_metadata,
+    record_stage,
+    stage_settings,
+)
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.storage import StorageResource
@@ -42,7 +50,7 @@ def clean(
     from assets.schema import example_features, rejected_features, to_dataset
 
     stopwatch = Stopwatch()
-    result = clean_rows(raw_examples.to_list(), settings_from(CleanSettings, config.model_dump()))
+    result = clean_rows(raw_examples.to_list(), stage_settings(CleanSettings, config.model_dump()))
     kept = to_dataset(result.kept, example_features())
     rejected = to_dataset(result.rejected, rejected_features())
     store = storage.store()

@@ -7,8 +7,8 @@ from typing import Any
 
 import dagster as dg
 
-from assets.params import config_class, section, settings_from
-from assets.publishing import Stopwatch, code_version, record_stage
+from assets.params import config_class, section
+from assets.publishing import Stopwatch, code_version, record_stage, stage_settings
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
@@ -65,7 +65,7 @@ def evaluation_report(
         tokenizer = models.tokenizer(base_model)
         # Perplexity masks and truncates exactly as training did.
         values = {**config.model_dump(), "max_seq_length": train["max_seq_length"]}
-        settings = settings_from(EvalSettings, values)
+        settings = stage_settings(EvalSettings, values)
         results = evaluate_models(model, tokenizer, adapters, test_split.to_list(), settings)
     report = {
         "test_rows": len(test_split),

@@ -6,8 +6,8 @@ from typing import Any
 
 import dagster as dg
 
-from assets.params import PROJECT_ROOT, config_class, params_hash, section, settings_from
-from assets.publishing import Stopwatch, code_version, record_stage
+from assets.params import PROJECT_ROOT, config_class, params_hash, section
+from assets.publishing import Stopwatch, code_version, record_stage, stage_settings
 from resources.dvc import DvcResource
 from resources.registry import ModelRegistry
 from resources.storage import StorageResource
@@ -89,7 +89,7 @@ def promotion_gate(
 ) -> dg.AssetCheckResult:
     from assets.registry.gate import GateDecision, GateSettings, judge
 
-    settings = settings_from(GateSettings, section("registry"))
+    settings = stage_settings(GateSettings, section("registry"))
     name, version = registered_adapter["name"], registered_adapter["version"]
     champion = registry.champion(name)
     evaluated_against = (evaluation_report.get("champion") or {}).get("version")

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.params import config_class, settings_from
-from assets.publishing import Stopwatch, code_version, dataset_metadata, fail, record_stage
+from assets.params import config_class
+from assets.publishing import Stopwatch, code_version, dataset_metadata, fail, record_stage, stage_settings
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.storage import StorageResource
@@ -40,7 +40,7 @@ def split(
     stopwatch = Stopwatch()
     try:
         result = split_by_time(
-            augmented_examples.to_list(), settings_from(SplitSettings, config.model_dump())
+            augmented_examples.to_list(), stage_settings(SplitSettings, config.model_dump())
         )
     except ValueError as exc:
         raise fail(f"split: {exc}") from None

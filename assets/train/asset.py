@@ -6,8 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.base.asset import TrainConfig
-from assets.params import settings_from
-from assets.publishing import Stopwatch, code_version, record_stage
+from assets.publishing import Stopwatch, code_version, record_stage, stage_settings
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
@@ -37,7 +36,7 @@ def adapter(
     from assets.train.qlora import TrainSettings, train_adapter
 
     stopwatch = Stopwatch()
-    settings = settings_from(TrainSettings, config.model_dump())
+    settings = stage_settings(TrainSettings, config.model_dump())
     quantization = None if config.quantization == "none" else config.quantization
     model = models.causal_lm(base_model, quantization=quantization)
     tokenizer = models.tokenizer(base_model)
