@@ -39,7 +39,7 @@ demo: setup
 	@echo "  dvc status / dvc.lock          data and model versions;  mlflow.db: the registry"
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 test-all: setup
 	$(PY) -m pytest -m ""

@@ -1,9 +1,10 @@
 """Turn raw records into rows of the canonical schema (``assets.schema.raw_features``).
 
-Every record becomes exactly one row. A row that cannot be normalized keeps the fields that could be read
-and gets ``error`` = ``"<reason>: <detail>"``, where the reason is a short machine-readable word and the
-detail tells a person what is wrong and where. Such rows are never dropped here: the clean stage routes
-them to ``rejected_examples``.
+Every record becomes exactly one row, except an OpenAssistant message tree (:mod:`assets.ingest.oasst`),
+which becomes one row per conversation, all with the tree's line. A row that cannot be normalized keeps
+the fields that could be read and gets ``error`` = ``"<reason>: <detail>"``, where the reason is a short
+machine-readable word and the detail tells a person what is wrong and where. Such rows are never dropped
+here: the clean stage routes them to ``rejected_examples``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import hashlib
 import math
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from assets.ingest.readers import IngestError, RawRecord, read_records
+from assets.ingest.oasst import AUDIT_KEYS, TreeError, expand_tree, is_message_tree
+from assets.ingest.readers import IngestError, RawRecord, read_records, row_to_raw
 from assets.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, empty_row
 
 ID_KEYS = ("id", "uid", "message_id")
@@ -122,6 +125,39 @@ def mark_duplicate_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
+def record_rows(record: RawRecord, *, source_file: str, max_chars: int) -> list[dict[str, Any]]:
+    """The rows of one record: the record itself, or one chat row per conversation of a message tree.
+
+    A tree's rows keep a short ``raw`` (tree id and the path's message ids) instead of the whole tree
+    each. A tree that cannot be walked, or that has no conversation left, is one row with ``error``.
+    """
+    if record.error is not None or not is_message_tree(record.value):
+        return [normalize_record(record, source_file=source_file, max_chars=max_chars)]
+    try:
+        conversations = expand_tree(record.value)
+    except TreeError as exc:
+        error = str(exc)
+    else:
+        if conversations:
+            return [
+                normalize_record(
+                    RawRecord(record.line, row_to_raw({key: row[key] for key in AUDIT_KEYS}), row),
+                    source_file=source_file,
+                    max_chars=max_chars,
+                )
+                for row in conversations
+            ]
+        error = (
+            f"no_conversation: message tree {record.value['message_tree_id']} has no assistant reply once "
+            "deleted messages and those that failed review are skipped (e.g. a prompt still awaiting replies)"
+        )
+    return [
+        normalize_record(
+            replace(record, value=None, error=error), source_file=source_file, max_chars=max_chars
+        )
+    ]
+
+
 def normalize_file(path: Path, *, max_chars: int, source_file: str | None = None) -> list[dict[str, Any]]:
     """Read and normalize every row of ``path`` in file order; rows that fail carry ``error``.
 
@@ -134,7 +170,9 @@ def normalize_file(path: Path, *, max_chars: int, source_file: str | None = None
     records = read_records(path)
     if not records:
         raise IngestError(f"data.raw_path: {path} holds no rows; point data.raw_path at a file with examples")
-    rows = mark_duplicate_ids([normalize_record(r, source_file=name, max_chars=max_chars) for r in records])
+    rows = mark_duplicate_ids(
+        [row for record in records for row in record_rows(record, source_file=name, max_chars=max_chars)]
+    )
     if all(row["error"] is not None for row in rows):
         reasons = Counter(row["error"].split(":", 1)[0] for row in rows)
         reason, count = reasons.most_common(1)[0]
