@@ -52,8 +52,14 @@ def section(name: str, root: Path = PROJECT_ROOT) -> dict[str, Any]:
 
 
 def section_hash(names: tuple[str, ...], root: Path = PROJECT_ROOT) -> str:
-    """A short stable hash of some sections; part of each asset's code version."""
-    payload = json.dumps({n: load_params(root)[n] for n in names}, sort_keys=True, default=str)
+    """A short stable hash of some sections ("train") or single settings ("train.base_model"); part of
+    each asset's code version."""
+    params = load_params(root)
+    values = {}
+    for name in names:
+        section_name, _, key = name.partition(".")
+        values[name] = params[section_name][key] if key else params[section_name]
+    payload = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

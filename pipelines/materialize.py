@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from assets.params import PROJECT_ROOT
 from resources.artifacts import ARTIFACTS
@@ -45,23 +46,45 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.definitions import defs
 
     instance = dg.DagsterInstance.get()
+    # Step-level progress is enough on a terminal; the UI keeps the full debug log of every run.
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     if args.all:
         job = defs.resolve_job_def(FULL_JOB)
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
     else:
         job = defs.resolve_implicit_global_asset_job_def()
         selection = [dg.AssetKey(key) for key in stage_keys(args.stage)]
-        result = job.execute_in_process(instance=instance, asset_selection=selection, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, run_config=run_config, asset_selection=selection, raise_on_error=False
+        )
     if result.success:
         print(f"run {result.run_id} succeeded; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
         return 0
+    report_failure(result)
+    return 1
+
+
+def report_failure(result: Any) -> None:
+    """Say on stderr which steps failed and, for failed checks, why (their metadata explains)."""
     for event in result.all_events:
-        if event.is_failure and event.step_key:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+            evaluation = event.event_specific_data
+            details = {
+                label: getattr(value, "md_str", None) or getattr(value, "value", value)
+                for label, value in evaluation.metadata.items()
+                if label in ("reasons", "problems", "details")
+            }
+            print(
+                f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed:",
+                file=sys.stderr,
+            )
+            for text in details.values():
+                print(f"{text}", file=sys.stderr)
+        elif event.is_failure and event.step_key:
             print(f"step {event.step_key} failed: {event.message}", file=sys.stderr)
     print(
         f"run {result.run_id} failed; open the run in the Dagster UI (make ui) for details.", file=sys.stderr
     )
-    return 1
 
 
 if __name__ == "__main__":

@@ -11,15 +11,16 @@ from resources.models import ModelLoader
 from resources.storage import StorageResource
 
 TrainConfig = config_class("train", dg.Config)
+# The embedded base is one fixed model: train.seed seeds training, it does not pick another base.
+EMBEDDED_BASE_SEED = 0
 
 
 @dg.asset(
     group_name="model",
     kinds={"transformers", "dvc"},
-    # Only train.base_model and train.seed matter here, but the whole section is hashed: a finer hash
-    # would need its own params.yaml section, and rebuilding the tiny default costs a second.
+    # Only train.base_model decides this asset (dvc.yaml lists the same single param).
     code_version=code_version(
-        "base", ("train",), extra=("resources/model_loading.py", "resources/embedded/tiny_lm.py")
+        "base", ("train.base_model",), extra=("resources/model_loading.py", "resources/embedded/tiny_lm.py")
     ),
     tags={"stage": "base_model"},
 )
@@ -35,7 +36,9 @@ def base_model(
     from resources.model_loading import ModelSourceError
 
     try:
-        info = models.prepare_base(config.base_model, storage.store().path("base_model"), seed=config.seed)
+        info = models.prepare_base(
+            config.base_model, storage.store().path("base_model"), seed=EMBEDDED_BASE_SEED
+        )
     except ModelSourceError as exc:
         raise fail(f"train.base_model: {exc}") from None
     metadata = {str(k): v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in info.items()}
