@@ -1,4 +1,4 @@
-"""Tests for the cleaning stage: filters, exact and near dedup, embeddings, cleanlab pass, pipeline."""
+"""Tests for the cleaning stage: filters, exact, prefix and near dedup, embeddings, cleanlab, pipeline."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from assets.clean.dedup import (
     candidate_probability,
     find_exact_duplicates,
     find_near_duplicates,
+    find_prefix_duplicates,
     jaccard,
     lsh_bands,
     minhash_signatures,
@@ -174,6 +175,57 @@ def test_exact_duplicates_map_to_first_occurrence() -> None:
     assert find_exact_duplicates(texts) == {2: 0, 3: 0, 4: 1}
 
 
+def _conversation(*texts: str) -> list[dict[str, str]]:
+    """Alternating user and assistant turns, starting with the user."""
+    return [{"role": ("user", "assistant")[n % 2], "content": text} for n, text in enumerate(texts)]
+
+
+@pytest.mark.parametrize(
+    ("conversations", "expected"),
+    [
+        ([_conversation("q", "a"), _conversation("q", "a", "q2", "a2")], {0: 1}),
+        # the longer conversation may come first; file order does not matter
+        ([_conversation("q", "a", "q2", "a2"), _conversation("q", "a")], {1: 0}),
+        # compared after the exact-dedup normalization
+        (
+            [_conversation("  What IS it?", "A  cat."), _conversation("what is it?", "a cat.", "q2", "a2")],
+            {0: 1},
+        ),
+        # the longest container wins, and every shorter prefix points at it
+        (
+            [
+                _conversation("q", "a"),
+                _conversation("q", "a", "q2", "a2"),
+                _conversation("q", "a", "q2", "a2", "q3", "a3"),
+            ],
+            {0: 2, 1: 2},
+        ),
+        # two containers of the same length: the earliest
+        (
+            [
+                _conversation("q", "a", "q2", "a2"),
+                _conversation("q", "a", "q3", "a3"),
+                _conversation("q", "a"),
+            ],
+            {2: 0},
+        ),
+        # message by message, not text: "yes" is not the message "yes and more"
+        ([_conversation("hi", "yes"), _conversation("hi", "yes and more", "q2", "a2")], {}),
+        # a prefix must end at an assistant turn
+        ([_conversation("q", "a", "q2"), _conversation("q", "a", "q2", "a2")], {}),
+        # roles count: the same words from the other speaker are another conversation
+        ([[{"role": "assistant", "content": "q"}], _conversation("q", "a")], {}),
+        # identical conversations are exact duplicates, not prefixes
+        ([_conversation("q", "a"), _conversation("q", "a")], {}),
+        ([_conversation("q", "a"), _conversation("other", "a", "q2", "a2")], {}),
+        ([[], _conversation("q", "a")], {}),
+        ([], {}),
+    ],
+)
+def test_prefix_duplicates(conversations: list[list[dict[str, str]]], expected: dict[int, int]) -> None:
+    assert find_prefix_duplicates(conversations) == expected
+
+
 @pytest.mark.parametrize(
     ("text", "size", "expected"),
     [
@@ -235,6 +287,50 @@ def test_near_duplicate_clusters_keep_the_earliest_row() -> None:
     assert sorted(found) == [2, 4]
     assert {index: item.kept_index for index, item in found.items()} == {2: 1, 4: 1}
     assert found[4].match_index == 2
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        (None, {1: 0}),
+        ([None, None], {1: 0}),
+        (["g", "h"], {1: 0}),
+        (["g", None], {1: 0}),
+        # sibling answers of one tree or thread are alternatives, not duplicates
+        (["g", "g"], {}),
+    ],
+)
+def test_near_duplicates_within_a_group_are_not_linked(
+    groups: list[str | None] | None, expected: dict[int, int]
+) -> None:
+    texts = [_words(range(40)), _words(range(39), range(200, 201))]
+    found = find_near_duplicates(texts, threshold=0.8, num_permutations=128, shingle_size=1, groups=groups)
+    assert {index: item.kept_index for index, item in found.items()} == expected
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        ([None, None, None], {1: 0, 2: 0}),
+        # row 2 reaches row 0 only through row 1; it stays with row 0, its own group's kept row
+        (["g", None, "g"], {1: 0}),
+        # siblings 0 and 1 both stay, joined through row 2, which is still a near copy of them
+        (["g", "g", None], {2: 0}),
+    ],
+)
+def test_a_group_is_not_linked_through_another_row(
+    groups: list[str | None], expected: dict[int, int]
+) -> None:
+    # Jaccard: rows 0-1 = 10/11, 1-2 = 11/12, 0-2 = 10/12; all >= 0.8.
+    texts = [_words(range(10)), _words(range(11)), _words(range(12))]
+    found = find_near_duplicates(texts, threshold=0.8, num_permutations=128, shingle_size=1, groups=groups)
+    assert {index: item.kept_index for index, item in found.items()} == expected
+    assert all(not groups[i] or groups[i] != groups[item.match_index] for i, item in found.items())
+
+
+def test_near_duplicates_need_one_group_per_text() -> None:
+    with pytest.raises(ValueError, match="one group id"):
+        find_near_duplicates(["a b", "a c"], threshold=0.8, num_permutations=16, shingle_size=1, groups=["g"])
 
 
 def test_near_duplicates_on_word_5_grams() -> None:
@@ -333,6 +429,44 @@ def test_near_duplicate_sets_point_at_kept_rows(excluded: set[int], expected: di
     assert _near_duplicate_clusters(sets, excluded=excluded) == expected
 
 
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        ([None, None, None, "t", "t"], {1: 0, 2: 0}),
+        (["t", "t", None, "u", "v"], {2: 1, 4: 3}),
+        # 2 is linked to 0 only through 1, and stays with the kept row of its own group
+        (["t", None, "t", None, None], {1: 0, 4: 3}),
+    ],
+)
+def test_near_duplicate_sets_skip_rows_of_one_group(
+    groups: list[str | None], expected: dict[int, int]
+) -> None:
+    sets = [np.array([1]), np.array([0, 2]), np.array([1]), np.array([4]), np.array([3])]
+    assert _near_duplicate_clusters(sets, excluded=set(), groups=groups) == expected
+
+
+def test_quality_keeps_near_duplicates_of_one_group() -> None:
+    texts = _quality_texts()
+    groups: list[str | None] = [None] * len(texts)
+    groups[7] = groups[41] = "thread"
+    report = find_quality_issues(
+        texts,
+        embed_texts(texts, dim=16, seed=0),
+        outlier_score_threshold=0.02,
+        reject_near_duplicates=True,
+        groups=groups,
+    )
+    assert list(report.outliers) == [40] and report.near_duplicates == {}
+    with pytest.raises(ValueError, match="one group id"):
+        find_quality_issues(
+            texts,
+            embed_texts(texts, dim=16, seed=0),
+            outlier_score_threshold=0.0,
+            reject_near_duplicates=True,
+            groups=groups[:-1],
+        )
+
+
 # ---------------------------------------------------------------------------------------------- pipeline
 
 
@@ -406,6 +540,107 @@ def test_clean_rows_every_stage() -> None:
     assert result.notes == ["cleanlab pass skipped: clean.cleanlab_enabled is false"]
 
 
+LONG_PROMPT = "Explain how a hash map resolves collisions and what that means for the cost of a lookup"
+ANSWER = (
+    "Two keys can land in the same bucket, so each bucket holds a short list or the map probes the next "
+    "free slot; a lookup hashes the key, goes to its bucket and compares keys there, which stays cheap "
+    "while the load factor is kept low"
+)
+
+
+def _chat(row_id: str, line: int, group: str | None, *texts: str) -> dict[str, Any]:
+    row = make_row(row_id, texts[0], texts[1], line=line, group_id=group)
+    row["messages"] = _conversation(*texts)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (
+            [
+                _chat("short", 1, None, "Hi there", "Hello, how can I help?"),
+                _chat("long", 2, None, "Hi there", "Hello, how can I help?", "What is 2 + 2?", "It is 4."),
+            ],
+            {"short": ("dedup_prefix", "prefix_of_longer", "long")},
+        ),
+        # across groups too, and whichever comes first in the file; normalized like exact duplicates
+        (
+            [
+                _chat("long", 1, "t1", "Hi there", "Hello, how can I help?", "What is 2 + 2?", "It is 4."),
+                _chat("short", 2, "t2", "hi  THERE", "Hello, how can I help?"),
+            ],
+            {"short": ("dedup_prefix", "prefix_of_longer", "long")},
+        ),
+        # inside a tree every prefix points at the longest conversation
+        (
+            [
+                _chat("a1", 1, "t", "Hi there", "Hello!"),
+                _chat("a2", 2, "t", "Hi there", "Hello!", "What is 2 + 2?", "4."),
+                _chat("a3", 3, "t", "Hi there", "Hello!", "What is 2 + 2?", "4.", "And 3 + 3?", "6."),
+                _chat("b2", 4, "t", "Hi there", "Hello!", "What is 5 + 5?", "10."),
+            ],
+            {
+                "a1": ("dedup_prefix", "prefix_of_longer", "a3"),
+                "a2": ("dedup_prefix", "prefix_of_longer", "a3"),
+            },
+        ),
+        # sibling answers to one prompt in one tree are alternatives, kept however alike
+        (
+            [
+                _chat("sib1", 1, "t", LONG_PROMPT, ANSWER + "."),
+                _chat("sib2", 2, "t", LONG_PROMPT, ANSWER + " enough."),
+            ],
+            {},
+        ),
+        # the same pair in two groups, or in none, is a near duplicate
+        (
+            [
+                _chat("sib1", 1, "t", LONG_PROMPT, ANSWER + "."),
+                _chat("sib2", 2, "u", LONG_PROMPT, ANSWER + " enough."),
+            ],
+            {"sib2": ("dedup_near", "near_duplicate", "sib1")},
+        ),
+        (
+            [
+                _chat("sib1", 1, None, LONG_PROMPT, ANSWER + "."),
+                _chat("sib2", 2, None, LONG_PROMPT, ANSWER + " enough."),
+            ],
+            {"sib2": ("dedup_near", "near_duplicate", "sib1")},
+        ),
+        # an exact copy is a duplicate even within its group
+        (
+            [_chat("orig", 1, "t", LONG_PROMPT, ANSWER), _chat("copy", 2, "t", LONG_PROMPT, ANSWER)],
+            {"copy": ("dedup_exact", "duplicate_exact", "orig")},
+        ),
+    ],
+    ids=[
+        "prefix",
+        "prefix-across-groups",
+        "prefixes-in-a-tree",
+        "siblings-in-a-group",
+        "near-across-groups",
+        "near-without-groups",
+        "exact-in-a-group",
+    ],
+)
+def test_clean_rows_prefixes_groups_and_duplicates(
+    rows: list[dict[str, Any]], expected: dict[str, tuple[str, str, str]]
+) -> None:
+    result = clean_rows(rows, SETTINGS)
+    _check_accounting(rows, result)
+    found = {row["id"]: (row["stage"], row["reason"], row["duplicate_of"]) for row in result.rejected}
+    assert found == expected
+    by_id = {row["id"]: row for row in rows}
+    for row in result.rejected:
+        if row["reason"] == "prefix_of_longer":
+            longer = by_id[row["duplicate_of"]]
+            assert f"first of the {len(longer['messages'])} of row {longer['id']!r}" in row["detail"]
+    assert result.counts.get("prefix_of_longer", 0) == sum(
+        reason == "prefix_of_longer" for _, reason, _ in expected.values()
+    )
+
+
 def test_clean_rows_rejects_a_reused_id() -> None:
     rows = [
         make_row("same", "What is the boiling point of water?", "100 degrees Celsius at sea level.", line=1),
@@ -437,6 +672,18 @@ def test_clean_rows_with_cleanlab_is_deterministic() -> None:
     assert result.counts["cleanlab_outlier"] == 1 and "cleanlab_skipped" not in result.counts
     again = clean_rows(rows, settings)
     assert again == result
+
+
+def test_clean_rows_cleanlab_keeps_a_group_together() -> None:
+    rows = synthetic_rows(40)
+    first, second = FILLERS[7]
+    question, answer = TOPICS[1]
+    rows.append(make_row("swapped", f"{second} {first} {question}?", answer, line=41))
+    rows[7]["group_id"] = rows[-1]["group_id"] = "thread"
+    settings = dataclasses.replace(SETTINGS, cleanlab_enabled=True, near_dup_threshold=0.95)
+    result = clean_rows(rows, settings)
+    _check_accounting(rows, result)
+    assert result.rejected == []
 
 
 def test_clean_rows_skips_cleanlab_on_tiny_data() -> None:

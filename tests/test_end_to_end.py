@@ -163,3 +163,27 @@ def test_second_full_run_is_idempotent(project: Path) -> None:
     assert record["version"] == "1"
     assert record["reused_existing_version"] is True
     assert "up to date" in dvc(project, "status").stdout
+
+
+def test_a_candidate_that_fails_the_gate_is_not_promoted_or_exported(project: Path) -> None:
+    from mlflow import MlflowClient
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["seed"] = 7  # another adapter on the same base
+    params["registry"]["min_relative_improvement"] = 0.9  # a bar no candidate clears
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    merged_before = dvc_md5(project / "models" / "merged_model")
+
+    result = run([sys.executable, "-m", "pipelines.materialize", "--all"], project)
+    assert result.returncode == 1
+    assert "check promotion_gate on registered_adapter failed" in result.stderr
+    assert "is not better than the champion" in result.stderr
+
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert str(client.get_model_version_by_alias("finetuned-adapter", "champion").version) == "1"
+    candidate = client.get_model_version("finetuned-adapter", "2")
+    assert candidate.tags["promotion"] == "rejected"
+    assert dvc_md5(project / "models" / "merged_model") == merged_before
+    stale = set(json.loads(dvc(project, "status", "--json").stdout))
+    assert stale == {"merged_model"}  # its input changed; it was rightly not re-run

@@ -70,14 +70,49 @@ FAILED_REVIEW = msg("p2", "prompter", msg("a3", "assistant"), review_result=Fals
     ("value", "expected"),
     [
         (tree(msg("p", "prompter", msg("a", "assistant"))), [["p", "a"]]),
-        # every assistant message ends a conversation, inner ones too; a prompter leaf ends none
-        (BRANCHING, [["p", "a1"], ["p", "a1", "p2", "a3"], ["p", "a2"]]),
+        # only maximal paths: a1 is continued by a3, so [p, a1] is not a row of its own; a prompter leaf
+        # (p3, nobody answered it) ends none, so a2 is a row
+        (BRANCHING, [["p", "a1", "p2", "a3"], ["p", "a2"]]),
+        (
+            tree(msg("p", "prompter", msg("a1", "assistant", msg("p2", "prompter"), msg("p3", "prompter")))),
+            [["p", "a1"]],
+        ),
+        # siblings below a shared answer each continue it: one row per branch, the shared answer in both
+        (
+            tree(
+                msg(
+                    "p",
+                    "prompter",
+                    msg(
+                        "a1",
+                        "assistant",
+                        msg("p2", "prompter", msg("a2", "assistant"), msg("a3", "assistant")),
+                        msg("p3", "prompter", msg("a4", "assistant")),
+                    ),
+                )
+            ),
+            [["p", "a1", "p2", "a2"], ["p", "a1", "p2", "a3"], ["p", "a1", "p3", "a4"]],
+        ),
         (
             tree(msg("p", "prompter", msg("a1", "assistant", deleted=True), msg("a2", "assistant"))),
             [["p", "a2"]],
         ),
-        # a message that failed review is skipped with everything below it
+        # a message that failed review is skipped with everything below it, so a1 is no longer continued
         (tree(msg("p", "prompter", msg("a1", "assistant", FAILED_REVIEW))), [["p", "a1"]]),
+        (
+            tree(msg("p", "prompter", msg("a1", "assistant", msg("p2", "prompter", msg("a3", "assistant"))))),
+            [["p", "a1", "p2", "a3"]],
+        ),
+        (
+            tree(
+                msg(
+                    "p",
+                    "prompter",
+                    msg("a1", "assistant", msg("p2", "prompter", msg("a3", "assistant", deleted=True))),
+                )
+            ),
+            [["p", "a1"]],
+        ),
         # not yet reviewed is not rejected
         (tree(msg("p", "prompter", msg("a", "assistant", review_result=None))), [["p", "a"]]),
         (tree(msg("p", "prompter", msg("a", "assistant", replies=None))), [["p", "a"]]),
@@ -88,8 +123,12 @@ FAILED_REVIEW = msg("p2", "prompter", msg("a3", "assistant"), review_result=Fals
     ids=[
         "single",
         "branching",
+        "unanswered-follow-ups",
+        "shared-answer",
         "deleted",
         "failed-review",
+        "follow-up",
+        "deleted-follow-up-answer",
         "unreviewed",
         "null-replies",
         "prompt-only",
@@ -97,7 +136,7 @@ FAILED_REVIEW = msg("p2", "prompter", msg("a3", "assistant"), review_result=Fals
         "root-failed-review",
     ],
 )
-def test_expand_tree_yields_one_row_per_path_to_an_assistant_message(
+def test_expand_tree_yields_one_row_per_maximal_conversation(
     value: dict[str, Any], expected: list[list[str]]
 ) -> None:
     assert paths(expand_tree(value)) == expected
@@ -128,9 +167,8 @@ def test_a_tree_deeper_than_the_recursion_limit_is_walked() -> None:
     for level in range(depth, 0, -1):
         role = "prompter" if level % 2 else "assistant"
         node = msg(f"m{level}", role, *([node] if node else []), text="x")
-    rows = expand_tree(tree(node))
-    assert len(rows) == depth // 2
-    assert len(rows[-1]["messages"]) == depth
+    [row] = expand_tree(tree(node))
+    assert len(row["messages"]) == depth
 
 
 @pytest.mark.parametrize(
@@ -193,19 +231,14 @@ def test_a_tree_file_becomes_validated_chat_rows_with_small_raw(tmp_path: Path) 
         [BRANCHING, chat, tree({"role": "prompter"}, "t-2"), tree(msg("q", "prompter"), "t-3")],
     )
     rows = normalize_file(path, max_chars=8000)
-    assert [(row["id"], row["source_line"]) for row in rows[:4]] == [
-        ("a1", 1),
-        ("a3", 1),
-        ("a2", 1),
-        ("c1", 2),
-    ]
-    assert [row["error"] for row in rows[:4]] == [None] * 4
+    assert [(row["id"], row["source_line"]) for row in rows[:3]] == [("a3", 1), ("a2", 1), ("c1", 2)]
+    assert [row["error"] for row in rows[:3]] == [None] * 3
     first = rows[0]
     assert first["created_at"] == dt.datetime(2023, 2, 3, 9, 0, 0, 500000, tzinfo=dt.UTC)
     assert (first["group_id"], first["source"], first["lang"]) == (TREE_ID, SOURCE, "en")
-    assert json.loads(first["raw"]) == {"message_tree_id": TREE_ID, "message_ids": ["p", "a1"]}
+    assert json.loads(first["raw"]) == {"message_tree_id": TREE_ID, "message_ids": ["p", "a1", "p2", "a3"]}
     # one row per bad tree, carrying the whole line for audit
-    malformed, empty = rows[4:]
+    malformed, empty = rows[3:]
     assert malformed["source_line"] == 3 and malformed["error"].startswith("malformed_tree: tree t-2: ")
     assert empty["source_line"] == 4 and empty["error"].startswith("no_conversation: message tree t-3 ")
     assert json.loads(empty["raw"])["message_tree_id"] == "t-3"
@@ -225,8 +258,8 @@ def test_a_bad_message_spoils_only_the_conversations_through_it(tmp_path: Path) 
     )
     rows = normalize_file(write_jsonl(tmp_path / "t.jsonl", [value]), max_chars=100)
     errors = {row["id"]: (row["error"] or "ok").split(":", 1)[0] for row in rows}
+    # a1 is in no row of its own: it is continued by a3, whose conversation carries its empty text
     assert errors == {
-        "a1": "empty_content",
         "a3": "empty_content",
         "a2": "bad_timestamp",
         "a4": "oversize",
@@ -236,9 +269,9 @@ def test_a_bad_message_spoils_only_the_conversations_through_it(tmp_path: Path) 
 
 def test_a_repeated_tree_marks_the_second_copy_duplicate_id(tmp_path: Path) -> None:
     rows = normalize_file(write_jsonl(tmp_path / "t.jsonl", [BRANCHING, BRANCHING]), max_chars=8000)
-    assert [row["error"] for row in rows[:3]] == [None] * 3
-    assert all(row["error"].startswith("duplicate_id: ") and "line 1" in row["error"] for row in rows[3:])
-    assert len(rows) == 6
+    assert [row["error"] for row in rows[:2]] == [None] * 2
+    assert all(row["error"].startswith("duplicate_id: ") and "line 1" in row["error"] for row in rows[2:])
+    assert len(rows) == 4
 
 
 def test_a_file_of_trees_without_conversations_is_refused(tmp_path: Path) -> None:
@@ -257,25 +290,37 @@ def real_rows(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return normalize_file(path, max_chars=8000), trees
 
 
-def kept_assistant_messages(message: dict[str, Any]) -> int:
-    """Reference count of conversations: reachable assistant messages, by a plain recursive walk."""
+def kept_assistant_ids(message: dict[str, Any]) -> set[str]:
+    """Ids of the reachable assistant messages, by a plain recursive walk."""
+    if message["deleted"] or message["review_result"] is False:
+        return set()
+    own = {message["message_id"]} if message["role"] == "assistant" else set()
+    return own.union(*(kept_assistant_ids(reply) for reply in message["replies"]))
+
+
+def maximal_conversations(message: dict[str, Any]) -> int:
+    """Reference count of rows: reachable assistant messages with none below them, by plain recursion."""
     if message["deleted"] or message["review_result"] is False:
         return 0
-    own = message["role"] == "assistant"
-    return own + sum(kept_assistant_messages(reply) for reply in message["replies"])
+    below = sum(maximal_conversations(reply) for reply in message["replies"])
+    return below or int(message["role"] == "assistant")
 
 
-def test_real_trees_expand_into_one_row_per_conversation(oasst2_path: Path) -> None:
+def test_real_trees_expand_into_one_row_per_maximal_conversation(oasst2_path: Path) -> None:
     rows, trees = real_rows(oasst2_path)
     assert len(trees) == 551
-    expected = sum(kept_assistant_messages(t["prompt"]) for t in trees)
-    with_rows = {t["message_tree_id"] for t in trees if kept_assistant_messages(t["prompt"])}
+    expected = sum(maximal_conversations(t["prompt"]) for t in trees)
+    with_rows = {t["message_tree_id"] for t in trees if maximal_conversations(t["prompt"])}
     conversations = [row for row in rows if row["error"] is None or not row["error"].startswith("no_conv")]
     assert len(conversations) == expected
-    assert 400 <= expected <= 1500 and len(with_rows) >= 100
+    assert 300 <= expected <= 1500 and len(with_rows) >= 100
+    # fewer rows than assistant messages (prefixes are gone), yet every assistant message is in a row
+    answers = set().union(*(kept_assistant_ids(t["prompt"]) for t in trees))
+    assert len(conversations) < len(answers)
+    assert answers <= {i for row in conversations for i in json.loads(row["raw"])["message_ids"]}
     # every line is accounted for, and a tree without conversations is one rejected row
     assert {row["source_line"] for row in rows} == set(range(1, len(trees) + 1))
-    assert len(rows) == expected + sum(1 for t in trees if not kept_assistant_messages(t["prompt"]))
+    assert len(rows) == expected + sum(1 for t in trees if not maximal_conversations(t["prompt"]))
     # the sample holds some trees twice (same messages, other third-party scores): the copies are refused
     seen: set[str] = set()
     for row in rows:

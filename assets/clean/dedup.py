@@ -1,9 +1,14 @@
-"""Exact and near-duplicate detection on conversation texts.
+"""Exact, prefix and near-duplicate detection on conversations.
 
 Exact: texts are compared after normalization (Unicode NFKC, case folding, whitespace collapsing).
+Prefix: a conversation whose normalized messages are the first messages of a longer one.
 Near: MinHash signatures over word shingles (Broder, 1997), LSH banding to find candidate pairs, then the
 true Jaccard similarity of the shingle sets decides; clusters are the connected components of the
 verified pairs and the earliest row of each cluster is the one kept. numpy only, seeded, deterministic.
+
+Rows of one group (a conversation tree, a thread: same non-null ``group_id``) are never near duplicates
+of each other: they are sibling answers to one prompt or continuations of one conversation, alike by
+construction, and the split already keeps them together. Exact copies are still duplicates.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import hashlib
 import math
 import unicodedata
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,6 +61,54 @@ def find_exact_duplicates(texts: list[str]) -> dict[int, int]:
         else:
             first_seen[digest] = index
     return duplicates
+
+
+def _message_key(message: Mapping[str, str]) -> bytes:
+    """One normalized message, length-prefixed so that a sequence of keys has only one reading."""
+    data = normalize_text(f"{message['role']}: {message['content']}").encode("utf-8")
+    return len(data).to_bytes(8, "little") + data
+
+
+def find_prefix_duplicates(conversations: Sequence[Sequence[Mapping[str, str]]]) -> dict[int, int]:
+    """Map every conversation that is a proper prefix of another to the longest one that contains it.
+
+    A prefix is compared message by message after :func:`normalize_text`, and counts only when it ends
+    at an assistant turn of the longer conversation. Of several conversations that contain it, the one
+    with the most messages is chosen, the earliest on ties; it is never itself a prefix of another, as
+    a longer container would also contain the prefix. Each conversation is hashed once, incrementally, and
+    every hash of a prefix ending at an assistant turn goes into one index: linear in the messages.
+    """
+    # Incremental digest of each prefix length: digest i covers messages[: i + 1].
+    chains: list[list[bytes]] = []
+    for messages in conversations:
+        running = hashlib.sha256()
+        chain = []
+        for message in messages:
+            running.update(_message_key(message))
+            chain.append(running.copy().digest())
+        chains.append(chain)
+    # prefix digest -> (-messages, index) of the best container so far; min() picks longest, then earliest
+    containers: dict[bytes, tuple[int, int]] = {}
+    for index, (messages, chain) in enumerate(zip(conversations, chains, strict=True)):
+        for end in range(len(messages) - 1):
+            if messages[end]["role"] == "assistant":
+                candidate = (-len(messages), index)
+                containers[chain[end]] = min(containers.get(chain[end], candidate), candidate)
+    return {
+        index: containers[chain[-1]][1]
+        for index, chain in enumerate(chains)
+        if chain and chain[-1] in containers
+    }
+
+
+def same_group(groups: Sequence[str | None] | None, left: int, right: int) -> bool:
+    """Whether two rows belong to one non-null group, and so must not be linked as near duplicates."""
+    return groups is not None and groups[left] is not None and groups[left] == groups[right]
+
+
+def _check_groups(groups: Sequence[str | None] | None, size: int) -> None:
+    if groups is not None and len(groups) != size:
+        raise ValueError(f"got {size} rows but {len(groups)} group ids; pass one group id (or None) per row")
 
 
 def word_shingles(text: str, size: int) -> frozenset[str]:
@@ -147,6 +201,19 @@ class UnionFind:
         if left_root != right_root:
             self._parent[max(left_root, right_root)] = min(left_root, right_root)
 
+    def duplicates(self, indices: Sequence[int], groups: Sequence[str | None] | None) -> dict[int, int]:
+        """Map each of ``indices`` that is not its cluster's root to the root, the row that is kept.
+
+        A member of the root's own group is kept too: it can reach the cluster only through other rows
+        (pairs within a group are never linked), and it is an alternative of the kept row, not a copy.
+        """
+        duplicates = {}
+        for index in indices:
+            root = self.find(index)
+            if root != index and not same_group(groups, index, root):
+                duplicates[index] = root
+        return duplicates
+
 
 @dataclass(frozen=True)
 class NearDuplicate:
@@ -165,12 +232,15 @@ def find_near_duplicates(
     num_permutations: int,
     shingle_size: int,
     seed: int = MINHASH_SEED,
+    groups: Sequence[str | None] | None = None,
 ) -> dict[int, NearDuplicate]:
     """Cluster texts whose shingle Jaccard is >= ``threshold``; map every non-first member to its cluster.
 
     ``match_index`` is the verified neighbour with the highest Jaccard (earliest on ties); clusters are
     transitive, so the kept row itself may be less similar than the threshold to a distant member.
+    ``groups`` (one group id or None per text) keeps rows of one group apart: see the module docstring.
     """
+    _check_groups(groups, len(texts))
     shingle_sets = [word_shingles(text, shingle_size) for text in texts]
     signatures = minhash_signatures(shingle_sets, num_permutations=num_permutations, seed=seed)
     bands, rows = lsh_bands(num_permutations, threshold)
@@ -178,6 +248,8 @@ def find_near_duplicates(
     # (similarity, -index) of each row's best verified neighbour: higher similarity, then earlier row wins.
     best_match: dict[int, tuple[float, int]] = {}
     for left, right in candidate_pairs(signatures, bands=bands, rows=rows):
+        if same_group(groups, left, right):
+            continue
         similarity = jaccard(shingle_sets[left], shingle_sets[right])
         if similarity < threshold:
             continue
@@ -186,9 +258,7 @@ def find_near_duplicates(
             if index not in best_match or (similarity, -other) > best_match[index]:
                 best_match[index] = (similarity, -other)
     duplicates: dict[int, NearDuplicate] = {}
-    for index in sorted(best_match):
-        root = clusters.find(index)
-        if root != index:
-            similarity, negative_match = best_match[index]
-            duplicates[index] = NearDuplicate(index, root, -negative_match, similarity)
+    for index, root in clusters.duplicates(sorted(best_match), groups).items():
+        similarity, negative_match = best_match[index]
+        duplicates[index] = NearDuplicate(index, root, -negative_match, similarity)
     return duplicates

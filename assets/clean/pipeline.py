@@ -4,8 +4,13 @@ Stages run in order and each sees only the rows that survived the previous ones:
 
 1. ``ingest``: rows the reader could not normalize (their ``error`` is set);
 2. ``validate``: the row filters of :mod:`assets.clean.filters`, then unique ids;
-3. ``dedup_exact`` and ``dedup_near``: normalized-text hashes, then MinHash + LSH + true Jaccard;
-4. ``cleanlab``: Datalab outliers and near duplicates on text embeddings.
+3. ``dedup_exact``: normalized-text hashes;
+4. ``dedup_prefix``: conversations that are the opening turns of a longer one;
+5. ``dedup_near``: MinHash + LSH + true Jaccard;
+6. ``cleanlab``: Datalab outliers and near duplicates on text embeddings.
+
+The near-duplicate stages never link two rows of one group (same non-null ``group_id``); exact and prefix
+duplicates are rejected whatever their groups.
 
 Every input row ends up in exactly one of ``kept`` and ``rejected``, in file order.
 """
@@ -16,7 +21,12 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from assets.clean.dedup import conversation_key, find_exact_duplicates, find_near_duplicates
+from assets.clean.dedup import (
+    conversation_key,
+    find_exact_duplicates,
+    find_near_duplicates,
+    find_prefix_duplicates,
+)
 from assets.clean.embed import SUPPORTED_EMBEDDERS, make_embedder
 from assets.clean.filters import row_filters, validate_row
 from assets.clean.quality import MIN_ROWS, find_quality_issues
@@ -146,12 +156,27 @@ def clean_rows(rows: list[dict[str, Any]], settings: CleanSettings) -> CleanResu
         )
     survivors = [index for position, index in enumerate(survivors) if position not in exact]
 
+    # With the loss on assistant turns only, a conversation that continues this one already trains every
+    # answer in it, in the same context: the shorter copy adds weight to those answers and nothing else.
+    prefixes = find_prefix_duplicates([rows[index]["messages"] for index in survivors])
+    for position, container in prefixes.items():
+        row, longer = rows[survivors[position]], rows[survivors[container]]
+        why = (
+            f"its {len(row['messages'])} messages are the first of the {len(longer['messages'])} of row "
+            f"{longer['id']!r} (line {longer.get('source_line')}), which trains every answer in it"
+        )
+        rejected[survivors[position]] = _reject(
+            row, "dedup_prefix", "prefix_of_longer", why, duplicate_of=longer["id"]
+        )
+    survivors = [index for position, index in enumerate(survivors) if position not in prefixes]
+
     texts = [conversation_key(rows[index]["messages"]) for index in survivors]
     near = find_near_duplicates(
         texts,
         threshold=settings.near_dup_threshold,
         num_permutations=settings.minhash_permutations,
         shingle_size=settings.shingle_size,
+        groups=[rows[index].get("group_id") for index in survivors],
     )
     for position, found in near.items():
         kept, match = rows[survivors[found.kept_index]], rows[survivors[found.match_index]]
@@ -203,6 +228,7 @@ def _cleanlab_stage(
         embed(texts),
         outlier_score_threshold=settings.outlier_score_threshold,
         reject_near_duplicates=settings.cleanlab_near_duplicates,
+        groups=[rows[index].get("group_id") for index in survivors],
     )
     threshold = settings.outlier_score_threshold
     for position, score in report.outliers.items():

@@ -5,14 +5,19 @@ mean neighbour distance ``d`` (low = unusual); near-duplicate sets are rows much
 the typical nearest-neighbour distance. Datalab's own kNN search is exact and grows as n²; above
 :data:`EXACT_KNN_MAX_ROWS` rows we hand it a graph built here in row blocks, which bounds memory and uses
 one matrix product per block on the unit-length embeddings.
+
+As in :mod:`assets.clean.dedup`, two rows of one group (same non-null ``group_id``: sibling answers in a
+conversation tree, a thread and its follow-up) are never linked as near duplicates: they are close in
+embedding space by construction, and the split keeps them together anyway.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from assets.clean.dedup import UnionFind
+from assets.clean.dedup import UnionFind, same_group
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,12 +86,15 @@ def find_quality_issues(
     outlier_score_threshold: float,
     reject_near_duplicates: bool,
     exact_knn_max_rows: int = EXACT_KNN_MAX_ROWS,
+    groups: Sequence[str | None] | None = None,
 ) -> QualityReport:
     """Run Datalab's near-duplicate and outlier checks and decide which rows to reject.
 
     Outliers scoring below ``outlier_score_threshold`` are rejected first; near-duplicate sets are then
     formed among the remaining rows and all but the earliest member are rejected when
-    ``reject_near_duplicates`` is set, so a duplicate always points at a row that is kept.
+    ``reject_near_duplicates`` is set, so a duplicate always points at a row that is kept. ``groups`` (one
+    group id or None per text) keeps rows of one group out of each other's sets; Datalab's own issue
+    counts still include such pairs.
     """
     from cleanlab import Datalab
 
@@ -95,6 +103,8 @@ def find_quality_issues(
         raise ValueError(f"got {n} texts but {embeddings.shape[0]} embeddings")
     if n < MIN_ROWS:
         raise ValueError(f"the quality pass needs at least {MIN_ROWS} rows, got {n}")
+    if groups is not None and len(groups) != n:
+        raise ValueError(f"got {n} texts but {len(groups)} group ids; pass one group id (or None) per text")
     k = min(NEIGHBOURS, n - 1)
     issue_types = {"near_duplicate": {"k": k}, "outlier": {"k": k}}
     lab = Datalab(data={"text": texts}, verbosity=0)
@@ -108,7 +118,7 @@ def find_quality_issues(
     near_duplicates: dict[int, int] = {}
     if reject_near_duplicates:
         sets = lab.get_info("near_duplicate")["near_duplicate_sets"]
-        near_duplicates = _near_duplicate_clusters(sets, excluded=set(outliers))
+        near_duplicates = _near_duplicate_clusters(sets, excluded=set(outliers), groups=groups)
     return QualityReport(
         outlier_scores=outlier_scores,
         near_duplicate_scores=[float(score) for score in issues["near_duplicate_score"]],
@@ -119,17 +129,19 @@ def find_quality_issues(
     )
 
 
-def _near_duplicate_clusters(sets: list[np.ndarray], *, excluded: set[int]) -> dict[int, int]:
-    """Merge Datalab's per-row neighbour sets into clusters; map every later member to the earliest."""
+def _near_duplicate_clusters(
+    sets: list[np.ndarray], *, excluded: set[int], groups: Sequence[str | None] | None = None
+) -> dict[int, int]:
+    """Merge Datalab's per-row neighbour sets into clusters; map every later member to the earliest.
+
+    Pairs within one group are not linked, and a member of the earliest row's group is kept with it.
+    """
     clusters = UnionFind(len(sets))
     for index, neighbours in enumerate(sets):
         if index in excluded:
             continue
         for neighbour in neighbours:
-            if int(neighbour) not in excluded:
-                clusters.union(index, int(neighbour))
-    return {
-        index: clusters.find(index)
-        for index in range(len(sets))
-        if index not in excluded and clusters.find(index) != index
-    }
+            other = int(neighbour)
+            if other not in excluded and not same_group(groups, index, other):
+                clusters.union(index, other)
+    return clusters.duplicates([index for index in range(len(sets)) if index not in excluded], groups)

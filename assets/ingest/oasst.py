@@ -1,8 +1,10 @@
 """OpenAssistant message trees (the oasst1/oasst2 "trees" export): one chat row per conversation.
 
-A tree holds one prompt and its nested replies; every path from the root to an assistant message is a
-conversation a model can learn from, so a tree with branches yields several rows. They share prefixes and
-all carry the tree id as ``group_id``, which keeps a tree inside one split.
+A tree holds one prompt and its nested replies. Each row is a maximal conversation: a path from the root
+to an assistant message that no later assistant message continues. A shorter path is a prefix of one of
+these rows: with the loss on assistant turns only, it would train nothing that the longer row does not.
+A tree with branches still yields several rows (sibling answers, diverging follow-ups); they share
+prefixes and all carry the tree id as ``group_id``, which keeps a tree inside one split.
 
 Only the shape of the tree is checked here (what is needed to walk it and find the conversations). The
 rows are plain chat rows, validated by :mod:`assets.ingest.normalize` like any other row, so a bad text or
@@ -42,13 +44,16 @@ def is_message_tree(value: object) -> bool:
 
 
 def expand_tree(value: dict[str, Any]) -> list[dict[str, Any]]:
-    """One chat row per root-to-assistant path of the tree, in depth-first order (siblings in file order).
+    """One chat row per maximal conversation of the tree, in depth-first order (siblings in file order).
 
-    Each row has ``id`` (the last message's id), ``messages`` (prompter turns become user turns),
-    ``created_at`` (the last message's ``created_date``, unparsed), ``lang`` (the root's), ``source``,
-    ``group_id`` (the tree id) and the :data:`AUDIT_KEYS`. Deleted messages and messages that failed
-    review are skipped with their replies. Returns an empty list when no conversation is left; raises
-    :class:`TreeError` (reason ``malformed_tree``) when the tree cannot be walked.
+    A maximal conversation is the path from the root to an assistant message that has no assistant
+    message below it (once skipped messages are left out), so every kept assistant message is in at least
+    one row and no row is a prefix of another. Each row has ``id`` (the last message's id), ``messages``
+    (prompter turns become user turns), ``created_at`` (the last message's ``created_date``, unparsed),
+    ``lang`` (the root's), ``source``, ``group_id`` (the tree id) and the :data:`AUDIT_KEYS`. Deleted
+    messages and messages that failed review are skipped with their replies; a prompter message nobody
+    answered adds nothing. Returns an empty list when no conversation is left; raises :class:`TreeError`
+    (reason ``malformed_tree``) when the tree cannot be walked.
     """
     tree_id = value.get("message_tree_id")
     if not isinstance(tree_id, str) or not tree_id.strip():
@@ -59,18 +64,26 @@ def expand_tree(value: dict[str, Any]) -> list[dict[str, Any]]:
             "malformed_tree",
             f"tree {tree_id}: 'prompt' must be the root message object, got {type(root).__name__}",
         )
-    rows: list[dict[str, Any]] = []
-    # An explicit stack, not recursion: a very deep tree must not hit Python's recursion limit.
-    stack: list[tuple[object, str, tuple[dict[str, Any], ...]]] = [(root, "prompt", ())]
+    # Paths to assistant messages in depth-first order, and whether a deeper assistant message continues
+    # each one; a path is emitted only when nothing continues it.
+    ends: list[tuple[dict[str, Any], ...]] = []
+    continued: list[bool] = []
+    # An explicit stack, not recursion: a very deep tree must not hit Python's recursion limit. Each entry
+    # carries the position in ``ends`` of its nearest assistant ancestor (-1 for none).
+    stack: list[tuple[object, str, tuple[dict[str, Any], ...], int]] = [(root, "prompt", (), -1)]
     while stack:
-        item, where, ancestors = stack.pop()
+        item, where, ancestors, above = stack.pop()
         message = _as_message(item, where, tree_id)
         if _skipped(message, where, tree_id):
             continue
         _check_message(message, where, tree_id)
         path = (*ancestors, message)
         if message["role"] == "assistant":
-            rows.append(_conversation(tree_id, root.get("lang"), path))
+            if above >= 0:
+                continued[above] = True
+            above = len(ends)
+            ends.append(path)
+            continued.append(False)
         replies = message.get("replies")
         if replies is None:
             continue
@@ -82,8 +95,12 @@ def expand_tree(value: dict[str, Any]) -> list[dict[str, Any]]:
             )
         # reversed, so that the first reply is walked first
         for index in range(len(replies) - 1, -1, -1):
-            stack.append((replies[index], f"{where}.replies[{index}]", path))
-    return rows
+            stack.append((replies[index], f"{where}.replies[{index}]", path, above))
+    return [
+        _conversation(tree_id, root.get("lang"), path)
+        for path, is_continued in zip(ends, continued, strict=True)
+        if not is_continued
+    ]
 
 
 def _at(where: str, message: dict[str, Any]) -> str:
