@@ -10,15 +10,13 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-# The project root holds params.yaml, dvc.yaml, data/ and models/. PIPELINE_ROOT lets a test or a
-# deployment run the same code against another checkout.
-PROJECT_ROOT = Path(os.environ.get("PIPELINE_ROOT", Path(__file__).resolve().parents[1])).resolve()
+from resources.project import PROJECT_ROOT
+
 PARAMS_FILE = "params.yaml"
 T = TypeVar("T")
 SECTIONS = ("data", "clean", "augment", "split", "train", "evaluate", "registry", "export")

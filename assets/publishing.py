@@ -11,14 +11,14 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
 
-from assets.params import PROJECT_ROOT, section_hash, settings_from
+from assets.params import section_hash, settings_from
 from resources.artifacts import artifact
 from resources.dvc import DvcResource
+from resources.project import PROJECT_ROOT
 from resources.storage import StorageResource
 
 if TYPE_CHECKING:
@@ -101,12 +101,6 @@ def count_table(counts: Iterable[tuple[str, int]], label: str) -> dg.MetadataVal
 
 def counts_by(dataset: Dataset, column: str) -> Counter[str]:
     return Counter(str(v) for v in dataset[column]) if len(dataset) else Counter()
-
-
-def resolve_path(value: str) -> Path:
-    """A params.yaml path: absolute, or relative to the project root."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def fail(message: str) -> dg.Failure:

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from assets.clean.pipeline import CleanSettings, clean_rows
 from assets.ingest.normalize import normalize_file
-from assets.params import PROJECT_ROOT, section, settings_from
+from assets.params import section, settings_from
+from resources.project import PROJECT_ROOT
 
 DEFAULT_PATH = PROJECT_ROOT.parent / "shared" / "data" / "oasst2" / "oasst2_filtered.jsonl"
 # Rejected rows shown per reason in the results, with their detail cut to this many characters.

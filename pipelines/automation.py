@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.params import section
-from assets.publishing import resolve_path
 from resources.artifacts import dvc_md5
+from resources.project import resolve_path
 
 FULL_JOB = "full_pipeline"
 

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from assets.params import PROJECT_ROOT
 from resources.artifacts import ARTIFACTS
+from resources.project import PROJECT_ROOT
 
 
 def stage_keys(stage: str) -> list[str]:

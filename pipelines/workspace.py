@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from assets.params import PROJECT_ROOT
+from resources.project import PROJECT_ROOT
 
 
 def copy_project(destination: Path, overrides: dict[str, dict[str, Any]] | None = None) -> Path:

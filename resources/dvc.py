@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.params import PROJECT_ROOT
+from resources.project import PROJECT_ROOT
 
 
 class DvcError(RuntimeError):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from assets.params import PROJECT_ROOT
+from resources.project import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.params import PROJECT_ROOT
 from resources.artifacts import ArtifactStore
+from resources.project import PROJECT_ROOT
 
 
 class StorageResource(dg.ConfigurableResource):

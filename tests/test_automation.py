@@ -5,9 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.params import section
-from assets.publishing import resolve_path
 from pipelines.automation import raw_data_changed
 from resources.artifacts import dvc_md5
+from resources.project import resolve_path
 
 
 def _evaluate(instance: dg.DagsterInstance) -> dg.SensorResult | dg.SkipReason:

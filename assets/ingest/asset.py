@@ -13,10 +13,10 @@ from assets.publishing import (
     dataset_metadata,
     fail,
     record_stage,
-    resolve_path,
 )
 from resources.artifacts import dvc_md5
 from resources.dvc import DvcResource
+from resources.project import resolve_path
 from resources.storage import StorageResource
 
 DataConfig = config_class("data", dg.Config)

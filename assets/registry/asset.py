@@ -6,9 +6,10 @@ from typing import Any
 
 import dagster as dg
 
-from assets.params import PROJECT_ROOT, config_class, params_hash, section
+from assets.params import config_class, params_hash, section
 from assets.publishing import Stopwatch, code_version, record_stage, stage_settings
 from resources.dvc import DvcResource
+from resources.project import PROJECT_ROOT
 from resources.registry import ModelRegistry
 from resources.storage import StorageResource
 
