@@ -25,7 +25,6 @@ $(STAMP): pyproject.toml
 	# dvc -> hydra-core pins antlr4 4.9, but dagster's asset-selection parser (`--select`, the UI's
 	# selection box) needs the 4.13 runtime. Only DVC's optional Hydra composition, unused here, needs 4.9.
 	$(PY) -m pip install --quiet --no-deps "antlr4-python3-runtime==4.13.2"
-	mkdir -p $(DAGSTER_HOME)
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: setup
@@ -53,6 +52,7 @@ format: setup
 	$(VENV)/bin/ruff format .
 
 ui: setup
+	$(PY) -m pipelines.instance >/dev/null
 	$(VENV)/bin/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
 
 repro: setup

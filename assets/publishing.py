@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
 
-from assets.params import section_hash, settings_from
+from assets.params import section, section_hash, settings_from
 from resources.artifacts import artifact
 from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
@@ -54,29 +54,53 @@ class Stopwatch:
         return round(time.perf_counter() - self.start, 2)
 
 
+def config_overrides(config: dg.Config, section_name: str, fields: Sequence[str] | None = None) -> list[str]:
+    """Fields of a run's config that differ from params.yaml (launchpad overrides), optionally only
+    among ``fields``: the ones the stage's output depends on."""
+    defaults = section(section_name)
+    values = config.model_dump()
+    names = fields if fields is not None else values
+    return sorted(name for name in names if values[name] != defaults.get(name))
+
+
 def record_stage(
     storage: StorageResource,
     dvc: DvcResource,
     outputs: dict[str, dict[str, Any]],
     stopwatch: Stopwatch,
+    *,
+    overridden: Sequence[str] = (),
 ) -> Iterator[dg.MaterializeResult]:
     """Record the stage that wrote ``outputs`` (asset key -> metadata) in DVC, then report each asset
-    with its DVC md5 as data version. All outputs must already be written."""
+    with its DVC md5 as data version. All outputs must already be written.
+
+    A run whose config overrides params.yaml (``overridden`` names the fields) is not recorded: dvc.lock
+    would pair these outputs with params they were not made from. `dvc status` then shows the stage as
+    changed until a run with the params.yaml settings (or `dvc commit`) records it.
+    """
     stages = {artifact(key).stage for key in outputs}
     assert len(stages) == 1, f"outputs of one call must come from one dvc stage, got {stages}"
-    committed = dvc.record(stages.pop())
     store = storage.store()
+    # Hash before recording: the data version is what this run wrote.
+    md5s = {key: store.md5(key) for key in outputs}
+    if overridden:
+        committed = False
+        dg.get_dagster_logger().warning(
+            f"Not recorded in DVC: this run overrides params.yaml ({', '.join(overridden)})."
+        )
+    else:
+        committed = dvc.record(stages.pop())
     for key, metadata in outputs.items():
-        md5 = store.md5(key)
-        path = store.path(key)
+        extra = {"params_overridden": ", ".join(overridden)} if overridden else {}
         yield dg.MaterializeResult(
             asset_key=key,
-            data_version=dg.DataVersion(md5),
+            data_version=dg.DataVersion(md5s[key]),
             metadata={
                 **metadata,
-                "dvc_md5": md5,
+                **extra,
+                "dvc_md5": md5s[key],
                 "dvc_recorded": committed,
-                "path": dg.MetadataValue.path(str(path)),
+                "path": dg.MetadataValue.path(str(store.path(key))),
                 "duration_s": stopwatch.seconds,
             },
         )

@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
+from pipelines.instance import ensure_dagster_home
 from resources.artifacts import ARTIFACTS
-from resources.project import PROJECT_ROOT
 
 
 def stage_keys(stage: str) -> list[str]:
@@ -34,12 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--all", action="store_true", help="every asset and check, in order")
     args = parser.parse_args(argv)
 
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster")))
-    home.mkdir(parents=True, exist_ok=True)
-    settings = home / "dagster.yaml"
-    if not settings.exists():
-        # A fresh instance: keep it offline and quiet. Edit this file to change storage or telemetry.
-        settings.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    ensure_dagster_home()
     import dagster as dg
 
     from pipelines.automation import FULL_JOB

@@ -110,13 +110,28 @@ class ArtifactStore:
 
     # datasets -----------------------------------------------------------------------------------
     def write_dataset(self, key: str, dataset: Dataset) -> Path:
+        self.write_datasets({key: dataset})
+        return self.path(key)
+
+    def write_datasets(self, datasets: dict[str, Dataset]) -> None:
+        """Write the datasets of one stage together: every file is complete before any replaces its
+        previous version, so a failure midway leaves all the previous versions in place."""
         import pyarrow.parquet as pq
 
-        target = self.path(key)
-        table = dataset.flatten_indices().data.table if dataset._indices is not None else dataset.data.table
-        with _atomic_file(target) as tmp:
-            pq.write_table(table, tmp)
-        return target
+        with contextlib.ExitStack() as stack:
+            staged = []
+            for key, dataset in datasets.items():
+                # A filtered or shuffled Dataset keeps an indices mapping; write the rows it selects.
+                table = (
+                    dataset.flatten_indices().data.table
+                    if dataset._indices is not None
+                    else dataset.data.table
+                )
+                tmp = stack.enter_context(_staged_file(self.path(key)))
+                pq.write_table(table, tmp)
+                staged.append((tmp, self.path(key)))
+            for tmp, target in staged:
+                os.replace(tmp, target)
 
     def read_dataset(self, key: str) -> Dataset:
         import pyarrow.parquet as pq
@@ -139,10 +154,6 @@ class ArtifactStore:
         return json.loads(self.require(key).read_text(encoding="utf-8"))
 
     # directories --------------------------------------------------------------------------------
-    def directory_writer(self, key: str) -> contextlib.AbstractContextManager[Path]:
-        """Yield an empty staging directory; on success it replaces the artifact's directory."""
-        return atomic_directory(self.path(key))
-
     def load(self, key: str) -> Any:
         """The value downstream assets receive: a Dataset, a directory Path, or a dict."""
         kind = artifact(key).kind
@@ -177,14 +188,21 @@ def atomic_directory(target: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _atomic_file(target: Path) -> Iterator[Path]:
+def _staged_file(target: Path) -> Iterator[Path]:
+    """A temporary file beside ``target``; the caller renames it over ``target``, else it is removed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(fd)
     tmp = Path(name)
+    tmp.chmod(0o644)  # mkstemp makes it private
     try:
         yield tmp
-        tmp.chmod(0o644)  # mkstemp makes it private
-        os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _atomic_file(target: Path) -> Iterator[Path]:
+    with _staged_file(target) as tmp:
+        yield tmp
+        os.replace(tmp, target)

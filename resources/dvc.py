@@ -35,7 +35,10 @@ class DvcResource(dg.ConfigurableResource):
 
         root = Path(self.root)
         if not (root / ".dvc").is_dir():
-            raise DvcError(f"{root} is not a DVC repository: run `dvc init` there (make setup does it).")
+            raise DvcError(
+                f"{root} is not a DVC repository (.dvc/ is missing): restore it with `git checkout -- .dvc` "
+                "or run `dvc init` there."
+            )
         # One commit at a time per project, even with several Dagster processes.
         (root / ".dvc" / "tmp").mkdir(exist_ok=True)
         with FileLock(str(root / ".dvc" / "tmp" / "dagster-commit.lock"), timeout=600):

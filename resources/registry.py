@@ -31,7 +31,8 @@ class ModelRegistry(dg.ConfigurableResource):
     """
 
     tracking_uri: str = DEFAULT_TRACKING_URI
-    # Where run artifacts (the adapter files) go for a new experiment; a path or a URI.
+    # Where run artifacts (the adapter files) go for a new experiment with a local (SQLite/file) store;
+    # a tracking server uses its own artifact store.
     artifact_location: str = str(PROJECT_ROOT / "mlartifacts")
     experiment: str = "finetune"
 
@@ -44,6 +45,10 @@ class ModelRegistry(dg.ConfigurableResource):
         found = client.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
+        if not self.tracking_uri.startswith(("sqlite:", "file:")) and "://" in self.tracking_uri:
+            # A tracking server chooses where artifacts go (its artifact store), reachable by every
+            # machine; a local directory here would be readable only on this one.
+            return client.create_experiment(self.experiment)
         location = self.artifact_location
         if "://" not in location:
             location = Path(location).resolve().as_uri()
@@ -51,13 +56,7 @@ class ModelRegistry(dg.ConfigurableResource):
 
     def find_version(self, name: str, tag: str, value: str) -> dict[str, Any] | None:
         """The newest version of ``name`` whose tag ``tag`` equals ``value``."""
-        from mlflow.exceptions import MlflowException
-
-        client = self.client()
-        try:
-            versions = client.search_model_versions(f"name='{name}' and tag.`{tag}`='{value}'")
-        except MlflowException:
-            return None
+        versions = self.client().search_model_versions(f"name='{name}' and tag.`{tag}`='{value}'")
         if not versions:
             return None
         return _version_info(max(versions, key=lambda v: int(v.version)))
@@ -98,13 +97,17 @@ class ModelRegistry(dg.ConfigurableResource):
         return _version_info(version)
 
     def champion(self, name: str) -> dict[str, Any] | None:
-        """The version holding the champion alias, or None before the first promotion."""
+        """The version holding the champion alias, or None before the first promotion. Any other
+        registry error (a server that cannot be reached, no permission) propagates: reading it as "no
+        champion" would quietly compare candidates with the base model instead."""
         from mlflow.exceptions import MlflowException
 
         try:
             return _version_info(self.client().get_model_version_by_alias(name, CHAMPION))
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None  # no such model yet, or no alias yet
+            raise
 
     def promote(self, name: str, version: str) -> None:
         self.client().set_registered_model_alias(name, CHAMPION, version)

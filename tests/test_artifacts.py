@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from assets.schema import example_features, to_dataset
-from resources.artifacts import ArtifactStore, MissingArtifactError, dvc_md5
+from resources.artifacts import ArtifactStore, MissingArtifactError, atomic_directory, dvc_md5
 
 UTC = dt.UTC
 
@@ -45,22 +45,41 @@ def test_missing_artifact_names_the_asset(tmp_path: Path) -> None:
 
 def test_failed_directory_write_keeps_the_previous_version(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
-    with store.directory_writer("adapter") as staging:
+    with atomic_directory(store.path("adapter")) as staging:
         (staging / "weights.bin").write_bytes(b"good")
-    with pytest.raises(RuntimeError), store.directory_writer("adapter") as staging:
+    with pytest.raises(RuntimeError), atomic_directory(store.path("adapter")) as staging:
         (staging / "weights.bin").write_bytes(b"half")
         raise RuntimeError("training crashed")
     assert (store.path("adapter") / "weights.bin").read_bytes() == b"good"
     assert [p.name for p in store.path("adapter").parent.iterdir()] == ["adapter"]
 
 
-def test_failed_dataset_write_keeps_the_previous_version(tmp_path: Path) -> None:
+def test_failed_write_of_a_stage_keeps_every_previous_version(tmp_path: Path, monkeypatch) -> None:
+    import pyarrow.parquet as pq
+
     store = ArtifactStore(tmp_path)
-    store.write_dataset("train_split", to_dataset(_rows(2), example_features()))
-    before = store.md5("train_split")
-    with pytest.raises(AttributeError):
-        store.write_dataset("train_split", object())  # not a Dataset: fails before anything is replaced
-    assert store.md5("train_split") == before
+    store.write_datasets(
+        {key: to_dataset(_rows(2), example_features()) for key in ("train_split", "test_split")}
+    )
+    before = {key: store.md5(key) for key in ("train_split", "test_split")}
+    real_write = pq.write_table
+    calls = []
+
+    def write_then_fail(table, where, **kwargs):
+        calls.append(where)
+        real_write(table, where, **kwargs)  # the first file is complete, then the second write fails
+        if len(calls) == 2:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", write_then_fail)
+    new = to_dataset(_rows(3), example_features())
+    with pytest.raises(OSError, match="disk full"):
+        store.write_datasets({"train_split": new, "test_split": new})
+    assert {key: store.md5(key) for key in ("train_split", "test_split")} == before
+    assert sorted(p.name for p in store.path("train_split").parent.iterdir()) == [
+        "test.parquet",
+        "train.parquet",
+    ]
 
 
 def test_md5_matches_what_dvc_records(tmp_path: Path) -> None:

@@ -35,4 +35,16 @@ def test_sensor_skips_unchanged_data_and_requests_a_run_when_it_changes() -> Non
         result = _evaluate(instance)
         assert isinstance(result, dg.SensorResult)
         [request] = result.run_requests
-        assert request.run_key == current  # one run per data version, however often the sensor ticks
+        assert request.run_key.startswith(current)
+        assert _evaluate(instance).run_requests[0].run_key == request.run_key  # asks once per version
+
+
+def test_returning_to_an_earlier_data_version_retrains_again() -> None:
+    current = dvc_md5(resolve_path(section("data")["raw_path"]))
+    with dg.DagsterInstance.ephemeral() as instance:
+        _ingested(instance, "version-b")
+        first = _evaluate(instance).run_requests[0].run_key
+        _ingested(instance, current)  # that run ingested the current file ...
+        _ingested(instance, "version-b")  # ... then someone went back to version b and ran again
+        second = _evaluate(instance).run_requests[0].run_key
+        assert first != second

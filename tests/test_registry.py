@@ -48,3 +48,13 @@ def test_register_promote_and_download(tmp_path: Path) -> None:
     assert registry.champion("m")["version"] == "1"  # registering never promotes
     registry.tag("m", "2", "promotion", "rejected")
     assert registry.find_version("m", "promotion", "rejected")["version"] == "2"
+
+
+def test_an_unreachable_registry_is_an_error_not_an_absent_champion(monkeypatch) -> None:
+    import pytest
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    registry = ModelRegistry(tracking_uri="http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(MlflowException):
+        registry.champion("m")

@@ -8,6 +8,7 @@ from assets.params import config_class
 from assets.publishing import (
     Stopwatch,
     code_version,
+    config_overrides,
     count_table,
     dataset_metadata,
     fail,
@@ -67,4 +68,5 @@ def augmented_examples(
         "paraphrases_by_outcome": count_table(counts.items(), "outcome"),
         "translators": f"{config.forward_model} / {config.backward_model}" if config.enabled else "disabled",
     }
-    yield from record_stage(storage, dvc, {"augmented_examples": metadata}, stopwatch)
+    overridden = config_overrides(config, "augment")
+    yield from record_stage(storage, dvc, {"augmented_examples": metadata}, stopwatch, overridden=overridden)

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from assets.params import config_class
-from assets.publishing import Stopwatch, code_version, fail, record_stage
+from assets.publishing import Stopwatch, code_version, config_overrides, fail, record_stage
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
 from resources.storage import StorageResource
@@ -42,4 +42,5 @@ def base_model(
     except ModelSourceError as exc:
         raise fail(f"train.base_model: {exc}") from None
     metadata = {str(k): v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in info.items()}
-    yield from record_stage(storage, dvc, {"base_model": metadata}, stopwatch)
+    overridden = config_overrides(config, "train", ("base_model",))
+    yield from record_stage(storage, dvc, {"base_model": metadata}, stopwatch, overridden=overridden)

@@ -8,6 +8,7 @@ from assets.params import config_class
 from assets.publishing import (
     Stopwatch,
     code_version,
+    config_overrides,
     count_table,
     counts_by,
     dataset_metadata,
@@ -54,8 +55,7 @@ def clean(
     kept = to_dataset(result.kept, example_features())
     rejected = to_dataset(result.rejected, rejected_features())
     store = storage.store()
-    store.write_dataset("clean_examples", kept)
-    store.write_dataset("rejected_examples", rejected)
+    store.write_datasets({"clean_examples": kept, "rejected_examples": rejected})
     outputs = {
         "clean_examples": {**dataset_metadata(kept), "raw_rows": len(raw_examples)},
         "rejected_examples": {
@@ -64,7 +64,8 @@ def clean(
             "drops_by_stage": count_table(counts_by(rejected, "stage").items(), "stage"),
         },
     }
-    yield from record_stage(storage, dvc, outputs, stopwatch)
+    overridden = config_overrides(config, "clean")
+    yield from record_stage(storage, dvc, outputs, stopwatch, overridden=overridden)
 
 
 @dg.asset_check(

@@ -1,5 +1,6 @@
 """evaluation_report: base model vs candidate adapter vs current champion, on test_split."""
 
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from assets.params import config_class, section
-from assets.publishing import Stopwatch, code_version, record_stage, stage_settings
+from assets.publishing import Stopwatch, code_version, config_overrides, record_stage, stage_settings
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
@@ -41,17 +42,28 @@ def evaluation_report(
     this report."""
     from assets.evaluate.compare import evaluate_models
     from assets.evaluate.scoring import EvalSettings
+    from assets.train.qlora import TRAINING_CONFIG_FILE
 
     stopwatch = Stopwatch()
     store = storage.store()
+    # Score the base exactly as the adapter was trained: same quantization, same truncation.
+    trained = json.loads((adapter / TRAINING_CONFIG_FILE).read_text(encoding="utf-8"))["settings"]
+    settings = stage_settings(
+        EvalSettings, {**config.model_dump(), "max_seq_length": trained["max_seq_length"]}
+    )
     model_name = section("registry")["model_name"]
-    base_md5 = store.md5("base_model")
+    base_md5, adapter_md5 = store.md5("base_model"), store.md5("adapter")
     champion = registry.champion(model_name)
     champion_note = "no champion yet"
+    champion_is_candidate = False
     adapters: dict[str, Path] = {"candidate": adapter}
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
         if champion is not None:
-            if champion["tags"].get("base_model_md5") == base_md5:
+            if champion["tags"].get("adapter_md5") == adapter_md5:
+                # An unchanged re-run: the champion's metrics are the candidate's, no need to score twice.
+                champion_is_candidate = True
+                champion_note = f"the candidate is the champion (version {champion['version']})"
+            elif champion["tags"].get("base_model_md5") == base_md5:
                 adapters["champion"] = registry.download_adapter(champion, Path(tmp))
                 champion_note = f"champion is version {champion['version']}"
             else:
@@ -59,21 +71,18 @@ def evaluation_report(
                     f"champion version {champion['version']} was trained on another base model "
                     f"({champion['tags'].get('base_model', '?')}); compared with the base model instead"
                 )
-        train = section("train")
-        quantization = None if train["quantization"] == "none" else train["quantization"]
-        model = models.causal_lm(base_model, quantization=quantization)
+        model = models.causal_lm(base_model, quantization=trained["quantization"])
         tokenizer = models.tokenizer(base_model)
-        # Perplexity masks and truncates exactly as training did.
-        values = {**config.model_dump(), "max_seq_length": train["max_seq_length"]}
-        settings = stage_settings(EvalSettings, values)
         results = evaluate_models(model, tokenizer, adapters, test_split.to_list(), settings)
+    if champion_is_candidate:
+        results["champion"] = results["candidate"]
     report = {
         "test_rows": len(test_split),
         "test_split_md5": store.md5("test_split"),
         "adapter_md5": store.md5("adapter"),
         "base_model_md5": base_md5,
         "champion": {"version": champion["version"], "run_id": champion["run_id"]}
-        if "champion" in adapters
+        if "champion" in results
         else None,
         "champion_note": champion_note,
         "models": results,
@@ -85,7 +94,8 @@ def evaluation_report(
         "candidate_perplexity": results["candidate"]["perplexity"],
         "base_perplexity": results["base"]["perplexity"],
     }
-    yield from record_stage(storage, dvc, {"evaluation_report": metadata}, stopwatch)
+    overridden = config_overrides(config, "evaluate")
+    yield from record_stage(storage, dvc, {"evaluation_report": metadata}, stopwatch, overridden=overridden)
 
 
 def metric_table(results: dict[str, dict[str, Any]]) -> str:

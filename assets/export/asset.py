@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from assets.params import config_class, section
-from assets.publishing import Stopwatch, code_version, fail, record_stage
+from assets.publishing import Stopwatch, code_version, config_overrides, fail, record_stage
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
@@ -57,38 +57,36 @@ def merged_model(
     prompts = verification_prompts(test_split.to_list(), config.verify_prompts)
     if not prompts:
         raise fail("test_split has no user prompt to verify the merged model on.")
-    with (
-        tempfile.TemporaryDirectory(prefix="champion-") as tmp,
-        store.directory_writer("merged_model") as staging,
-    ):
+    # champion.json says which registry version this export is, months later.
+    lineage = {
+        "registry_name": name,
+        "version": champion["version"],
+        "run_id": champion["run_id"],
+        **champion["tags"],
+    }
+    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
         adapter_dir = registry.download_adapter(champion, Path(tmp))
         try:
+            # merge_and_verify writes atomically: the previous export stays unless this one verifies.
             result = merge_and_verify(
                 base_model,
                 adapter_dir,
-                staging,
+                store.path("merged_model"),
                 dtype=config.dtype,
                 max_abs_logit_diff=config.max_abs_logit_diff,
                 verify_prompts=prompts,
                 device=models.device,
+                extra_files={"champion.json": json.dumps(lineage, indent=2, sort_keys=True) + "\n"},
             )
         except MergeVerificationError as exc:
             raise fail(f"merged_model: {exc}. The previous export was kept.") from None
-        lineage = {
-            "registry_name": name,
-            "version": champion["version"],
-            "run_id": champion["run_id"],
-            **champion["tags"],
-        }
-        (staging / "champion.json").write_text(
-            json.dumps(lineage, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
     metadata = {
         "champion_version": champion["version"],
         "base_model": section("train")["base_model"],
         **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))},
     }
-    yield from record_stage(storage, dvc, {"merged_model": metadata}, stopwatch)
+    overridden = config_overrides(config, "export")
+    yield from record_stage(storage, dvc, {"merged_model": metadata}, stopwatch, overridden=overridden)
 
 
 def verification_prompts(rows: list[dict[str, Any]], count: int) -> list[str]:

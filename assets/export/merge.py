@@ -78,11 +78,13 @@ def merge_and_verify(
     max_abs_logit_diff: float,
     verify_prompts: list[str],
     device: str = "cpu",
+    extra_files: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Merge ``adapter_dir`` into the de-quantized base of ``base_dir`` and save it to ``out_dir``.
 
     Raises MergeVerificationError when the merged model, in memory or reloaded from disk, differs from
-    adapter-on-base by more than ``max_abs_logit_diff`` on ``verify_prompts``. Returns the measured
+    adapter-on-base by more than ``max_abs_logit_diff`` on ``verify_prompts``. ``extra_files`` (name ->
+    text) are written beside the model, in the same atomic replacement. Returns the measured
     differences, the top-1 token agreement and the parameter count.
     """
     from peft import PeftModel
@@ -151,4 +153,6 @@ def merge_and_verify(
         (staging / VERIFICATION_FILE).write_text(
             json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
+        for name, text in (extra_files or {}).items():
+            (staging / name).write_text(text, encoding="utf-8")
     return report

@@ -9,6 +9,7 @@ from assets.params import config_class
 from assets.publishing import (
     Stopwatch,
     code_version,
+    config_overrides,
     count_table,
     dataset_metadata,
     fail,
@@ -56,4 +57,5 @@ def raw_examples(
         "rows_with_errors": sum(errors.values()),
         "errors_by_reason": count_table(errors.items(), "error"),
     }
-    yield from record_stage(storage, dvc, {"raw_examples": metadata}, stopwatch)
+    overridden = config_overrides(config, "data")
+    yield from record_stage(storage, dvc, {"raw_examples": metadata}, stopwatch, overridden=overridden)

@@ -6,8 +6,8 @@ from typing import Any
 
 import dagster as dg
 
-from assets.params import config_class, params_hash, section
-from assets.publishing import Stopwatch, code_version, record_stage, stage_settings
+from assets.params import config_class, params_hash, section, settings_from
+from assets.publishing import Stopwatch, code_version, config_overrides, record_stage
 from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
 from resources.registry import ModelRegistry
@@ -65,7 +65,9 @@ def registered_adapter(
             ),
             False,
         )
-    record = {**info, "reused_existing_version": reused, "candidate_metrics": candidate_metrics}
+    # The gate reads its settings from this record, so a launchpad override of them applies to it too.
+    gate = {k: v for k, v in config.model_dump().items() if k != "model_name"}
+    record = {**info, "reused_existing_version": reused, "candidate_metrics": candidate_metrics, "gate": gate}
     store.write_json("registered_adapter", record)
     metadata = {
         "model_name": info["name"],
@@ -74,7 +76,8 @@ def registered_adapter(
         "mlflow_run_id": info["run_id"],
         "lineage": dg.MetadataValue.json(info["tags"]),
     }
-    yield from record_stage(storage, dvc, {"registered_adapter": metadata}, stopwatch)
+    overridden = config_overrides(config, "registry")
+    yield from record_stage(storage, dvc, {"registered_adapter": metadata}, stopwatch, overridden=overridden)
 
 
 @dg.asset_check(
@@ -90,7 +93,10 @@ def promotion_gate(
 ) -> dg.AssetCheckResult:
     from assets.registry.gate import GateDecision, GateSettings, judge
 
-    settings = stage_settings(GateSettings, section("registry"))
+    try:
+        settings = settings_from(GateSettings, registered_adapter["gate"])
+    except ValueError as exc:
+        return dg.AssetCheckResult(passed=False, metadata={"reasons": dg.MetadataValue.md(f"- {exc}")})
     name, version = registered_adapter["name"], registered_adapter["version"]
     champion = registry.champion(name)
     evaluated_against = (evaluation_report.get("champion") or {}).get("version")

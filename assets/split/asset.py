@@ -5,7 +5,15 @@ from collections.abc import Iterator
 import dagster as dg
 
 from assets.params import config_class
-from assets.publishing import Stopwatch, code_version, dataset_metadata, fail, record_stage, stage_settings
+from assets.publishing import (
+    Stopwatch,
+    code_version,
+    config_overrides,
+    dataset_metadata,
+    fail,
+    record_stage,
+    stage_settings,
+)
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.storage import StorageResource
@@ -44,12 +52,12 @@ def split(
         )
     except ValueError as exc:
         raise fail(f"split: {exc}") from None
-    store = storage.store()
     parts = {"train_split": result.train, "validation_split": result.validation, "test_split": result.test}
+    datasets = {key: to_dataset(rows, example_features()) for key, rows in parts.items()}
+    storage.store().write_datasets(datasets)
     outputs = {}
     for key, rows in parts.items():
-        dataset = to_dataset(rows, example_features())
-        store.write_dataset(key, dataset)
+        dataset = datasets[key]
         outputs[key] = {
             **dataset_metadata(dataset),
             "augmented_rows": sum(1 for r in rows if r.get("augmented_from")),
@@ -57,7 +65,8 @@ def split(
             "test_start": result.test_start.isoformat(),
         }
     outputs["train_split"]["augmented_dropped_from_eval_groups"] = result.dropped_augmented
-    yield from record_stage(storage, dvc, outputs, stopwatch)
+    overridden = config_overrides(config, "split")
+    yield from record_stage(storage, dvc, outputs, stopwatch, overridden=overridden)
 
 
 @dg.asset_check(

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.base.asset import TrainConfig
-from assets.publishing import Stopwatch, code_version, record_stage, stage_settings
+from assets.publishing import Stopwatch, code_version, config_overrides, record_stage, stage_settings
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
@@ -37,8 +37,7 @@ def adapter(
 
     stopwatch = Stopwatch()
     settings = stage_settings(TrainSettings, config.model_dump())
-    quantization = None if config.quantization == "none" else config.quantization
-    model = models.causal_lm(base_model, quantization=quantization)
+    model = models.causal_lm(base_model, quantization=settings.quantization)
     tokenizer = models.tokenizer(base_model)
     # train_adapter writes atomically: a failed or interrupted run leaves the previous adapter in place.
     out_dir = storage.store().path("adapter")
@@ -56,9 +55,10 @@ def adapter(
         "trainable_params": result.trainable_params,
         "total_params": result.total_params,
         "train_runtime_s": round(result.train_runtime_s, 2),
-        "quantization": config.quantization,
+        "quantization": settings.quantization or "none",
         "loss_curve": dg.MetadataValue.md(
             markdown_image(loss_curve_png(result.loss_history, title="adapter training loss"), "loss curve")
         ),
     }
-    yield from record_stage(storage, dvc, {"adapter": metadata}, stopwatch)
+    overridden = config_overrides(config, "train")
+    yield from record_stage(storage, dvc, {"adapter": metadata}, stopwatch, overridden=overridden)
