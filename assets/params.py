@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,18 +21,40 @@ from resources.project import PROJECT_ROOT
 PARAMS_FILE = "params.yaml"
 T = TypeVar("T")
 SECTIONS = ("data", "clean", "augment", "split", "train", "evaluate", "registry", "export")
+# The types a setting (or each item of a list setting) may have; null is allowed for a whole setting.
+SCALARS = (str, int, float, bool)
+# A YAML 1.2 float with an exponent. PyYAML follows YAML 1.1, which wants a dot and a signed exponent, so
+# it reads `2e-4` or `1E5` as strings (DVC, on YAML 1.2, reads floats): these plain scalars become floats.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
 
 
 class ParamsError(ValueError):
     """params.yaml is missing, malformed, or lacks a section or field."""
 
 
+class _ParamsLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` with exponent floats read as floats and dates and times kept as ISO-8601 text.
+
+    An unquoted `2025-07-01` is a YAML timestamp; a date is no Dagster config type, so it would break every
+    generated Config class. Only plain scalars are affected: a quoted "2e-4" stays a string.
+    """
+
+
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return loader.construct_yaml_timestamp(node).isoformat()
+
+
+_ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
+_ParamsLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
 @functools.cache
 def load_params(root: Path = PROJECT_ROOT) -> dict[str, dict[str, Any]]:
-    """Read and check params.yaml; every stage section must be present and be a mapping."""
+    """Read and check params.yaml; every stage section must be present and be a mapping of settings, each
+    a scalar (string, number, boolean, null) or a list of scalars of one type."""
     path = root / PARAMS_FILE
     try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+        params = yaml.load(path.read_text(encoding="utf-8"), Loader=_ParamsLoader)  # a SafeLoader
     except FileNotFoundError as exc:
         raise ParamsError(f"{path} not found: the pipeline reads its defaults from it.") from exc
     except yaml.YAMLError as exc:
@@ -41,7 +64,37 @@ def load_params(root: Path = PROJECT_ROOT) -> dict[str, dict[str, Any]]:
     for section in SECTIONS:
         if not isinstance(params.get(section), dict):
             raise ParamsError(f"{path}: section '{section}' is missing or not a mapping.")
+    for name, settings in params.items():
+        if isinstance(settings, dict):
+            for key, value in settings.items():
+                _check_setting(path, name, key, value)
     return params
+
+
+def _check_setting(path: Path, section_name: str, key: object, value: object) -> None:
+    """Raise a ParamsError unless ``key`` can name a Config field and ``value`` can be its default."""
+    where = f"{path}: {section_name}.{key}"
+    if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
+        raise ParamsError(
+            f"{where}: a setting name must be a word of letters, digits and underscores that starts with a "
+            f"letter, got {key!r} (YAML reads yes/no/on/off and numbers as non-text keys). Rename it."
+        )
+    if value is None or isinstance(value, SCALARS):
+        return
+    if isinstance(value, list):
+        kinds = {type(item) for item in value}
+        if kinds <= set(SCALARS) and len(kinds) <= 1:
+            return
+        raise ParamsError(
+            f"{where} is {value!r}: a list setting must hold values of one type (all strings, all integers, "
+            "all floats or all booleans), without nulls or nested lists or mappings. Make the items alike, "
+            "e.g. write 1.0 instead of 1 beside 2.5, or quote them all."
+        )
+    raise ParamsError(
+        f"{where} is a {type(value).__name__} ({value!r}); a setting must be a single value (string, "
+        "number, true/false or null) or a list of them. Flatten it into separate settings, or quote it "
+        "to keep it as text."
+    )
 
 
 def section(name: str, root: Path = PROJECT_ROOT) -> dict[str, Any]:

@@ -1,35 +1,41 @@
 """Resolve, record and load the base causal LM and its tokenizer, offline.
 
-``prepare_base_model`` turns the ``train.base_model`` setting into a directory that says where the
-weights are: the tiny embedded model is built into it; a local directory or a hub id already in the local
+``prepare_base_model`` turns the ``train.base_model`` setting into a directory that says which weights
+to use: the tiny embedded model is built into it; a local directory or a hub id already in the local
 Hugging Face cache is recorded in ``base_model.json`` (weights are not copied). Everything that loads the
-base model afterwards goes through ``resolve_model_source``, so a run always uses the recorded revision.
+base model afterwards goes through ``resolve_model_source``, so a run always uses the recorded weights.
 Nothing here downloads: a hub model must be fetched beforehand (``hf download <id>``).
+
+``base_model.json`` holds no machine-specific path, because its md5 is the base_model asset's data
+version and is stamped on every registered adapter: the same base must give the same bytes on every
+checkout. A hub model is recorded by id and commit hash, and its cache snapshot is looked up at load
+time; a local directory by the path as configured (relative to the project root) and a content
+fingerprint, checked at load time.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resources.artifacts import atomic_directory
+from resources.model_source import (
+    EMBEDDED,
+    ModelSourceError,
+    classify_model_spec,
+    directory_fingerprint,
+)
+from resources.project import PROJECT_ROOT, resolve_path
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-EMBEDDED = "embedded"
+SETTING = "train.base_model"
 BASE_MODEL_FILE = "base_model.json"
 QUANTIZATIONS = ("nf4",)
 DTYPES = ("float32", "bfloat16", "float16")
-# A hub id is "name" or "owner/name" made of the characters the hub allows.
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?")
-
-
-class ModelSourceError(RuntimeError):
-    """The configured base model cannot be found or used offline."""
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -41,18 +47,21 @@ def torch_dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
-def _hub_snapshot(repo_id: str) -> Path:
-    """The local cache snapshot of ``repo_id``, or a ModelSourceError telling how to fetch it."""
+def _hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
+    """The local cache snapshot of ``repo_id`` (at ``revision``, else the cached main), or a
+    ModelSourceError telling how to fetch it."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
     except (LocalEntryNotFoundError, HFValidationError, OSError) as error:
+        fetch = f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
+        at = f" at revision {revision}" if revision else ""
         raise ModelSourceError(
-            f"Base model {repo_id!r} is neither a local directory nor in the local Hugging Face cache, and "
-            f"this pipeline never downloads. Fetch it first (`hf download {repo_id}`), or set "
-            f"train.base_model in params.yaml to a local directory or to {EMBEDDED!r}. ({error})"
+            f"Base model {repo_id!r}{at} is neither a local directory nor in the local Hugging Face cache, "
+            f"and this pipeline never downloads. Fetch it first (`{fetch}`), or set {SETTING} in "
+            f"params.yaml to a local directory or to {EMBEDDED!r}. ({error})"
         ) from error
 
 
@@ -77,34 +86,33 @@ def _describe(source: str) -> dict[str, Any]:
     }
 
 
-def prepare_base_model(spec: str, out_dir: Path, *, seed: int) -> dict[str, Any]:
-    """Make ``out_dir`` point at the base model named by ``spec`` and return facts about it.
+def prepare_base_model(spec: str, out_dir: Path, *, seed: int, root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """Make ``out_dir`` name the base model ``spec`` and return its ``base_model.json`` record.
 
-    ``spec`` is ``"embedded"`` (build the tiny model into ``out_dir`` with ``seed``), an existing local
-    directory, or a hub id already in the local cache. Returns ``source``, ``kind``, ``model_type``,
-    ``vocab_size`` and ``parameters`` (plus ``revision`` for a hub model), for run metadata.
+    ``spec`` is ``"embedded"`` (build the tiny model into ``out_dir`` with ``seed``), an existing
+    directory (absolute, or relative to ``root``) or a hub id already in the local cache. The record has
+    ``source`` (the spec as configured), ``kind``, ``model_type``, ``vocab_size`` and ``parameters``, plus
+    ``seed`` (embedded), ``fingerprint`` (local) or ``revision`` (hub, the cached commit hash).
     """
-    out_dir = Path(out_dir)
-    record: dict[str, Any] = {"source": spec}
-    if spec == EMBEDDED:
-        record.update(kind="embedded", seed=seed)
-    elif Path(spec).expanduser().is_dir():
-        record.update(kind="local", path=str(Path(spec).expanduser().resolve()))
-    elif _HUB_ID.fullmatch(spec) and not spec.startswith("."):
-        snapshot = _hub_snapshot(spec)
-        record.update(kind="hub", path=str(snapshot), revision=snapshot.name)
-    else:
-        raise ModelSourceError(
-            f"train.base_model = {spec!r} (params.yaml) is not {EMBEDDED!r}, not an existing directory and "
-            "not a hub id such as 'Qwen/Qwen2.5-0.5B-Instruct'. Fix the path or the id."
-        )
+    source = classify_model_spec(spec, setting=SETTING, root=root)
+    record: dict[str, Any] = {"source": source.spec, "kind": source.kind}
+    location: Path | None = source.path
+    if source.kind == "embedded":
+        record["seed"] = seed
+    elif source.kind == "hub":
+        location = _hub_snapshot(source.spec)
+        # A snapshot folder is named by its commit hash: loading later pins exactly these files.
+        record["revision"] = location.name
 
-    with atomic_directory(out_dir) as staging:
-        if record["kind"] == "embedded":
+    with atomic_directory(Path(out_dir)) as staging:
+        if source.kind == "embedded":
             from resources.embedded.tiny_lm import build_tiny_causal_lm
 
-            build_tiny_causal_lm(staging, seed=seed)
-        record.update(_describe(str(staging) if record["kind"] == "embedded" else record["path"]))
+            location = build_tiny_causal_lm(staging, seed=seed)
+        assert location is not None
+        record.update(_describe(str(location)))
+        if source.kind == "local":
+            record["fingerprint"] = directory_fingerprint(location)
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
         (staging / BASE_MODEL_FILE).write_text(text, encoding="utf-8")
     return record
@@ -121,19 +129,33 @@ def read_base_model_record(base_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def resolve_model_source(base_dir: Path) -> str:
-    """The path to give ``from_pretrained`` for the base model recorded in ``base_dir``."""
+def resolve_model_source(base_dir: Path, *, root: Path = PROJECT_ROOT) -> str:
+    """The directory to give ``from_pretrained`` for the base model recorded in ``base_dir``: the hub
+    snapshot of the recorded revision, or the recorded local directory (relative to ``root``) after
+    checking that its content still has the recorded fingerprint."""
     record = read_base_model_record(base_dir)
-    if record["kind"] == "embedded":
+    where = Path(base_dir) / BASE_MODEL_FILE
+    kind = record.get("kind")
+    if kind == "embedded":
         return str(Path(base_dir))
-    path = Path(record["path"])
-    if not path.is_dir():
-        restore = "Restore it"
-        if record["kind"] == "hub":
-            restore += f" with `hf download {record['source']} --revision {record['revision']}`"
+    if kind == "hub" and isinstance(record.get("revision"), str):
+        return str(_hub_snapshot(record["source"], record["revision"]))
+    if kind != "local" or not isinstance(record.get("fingerprint"), str):
         raise ModelSourceError(
-            f"The base model recorded in {Path(base_dir) / BASE_MODEL_FILE} is no longer at {path}. "
-            f"{restore}, or re-materialize the base_model asset."
+            f"{where} was written by an older or unknown version of the pipeline (kind {kind!r}). "
+            "Re-materialize the base_model asset."
+        )
+    path = resolve_path(record["source"], root)
+    if not path.is_dir():
+        raise ModelSourceError(
+            f"The base model recorded in {where} ({SETTING} = {record['source']!r}) is no longer at "
+            f"{path}. Restore it, or re-materialize the base_model asset."
+        )
+    if directory_fingerprint(path) != record["fingerprint"]:
+        raise ModelSourceError(
+            f"The base model at {path} changed since {where} recorded it, so an adapter trained now would "
+            "not match the recorded base. Re-materialize the base_model asset (then retrain), or restore "
+            "the files it recorded."
         )
     return str(path)
 

@@ -7,7 +7,9 @@ directory or a hub id is loaded with from_pretrained. The device is an environme
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,24 +33,44 @@ class ModelLoader(dg.ConfigurableResource):
     embedded_root: str = str(PROJECT_ROOT / "models" / "embedded")
 
     def prepare_base(self, spec: str, out_dir: Path, *, seed: int) -> dict[str, Any]:
-        from resources.model_loading import prepare_base_model
+        from resources.model_loading import prepare_base_model, resolve_model_source
 
-        return prepare_base_model(spec, out_dir, seed=seed)
+        with _people_errors():
+            info = prepare_base_model(spec, out_dir, seed=seed)
+            # Where the weights are on this machine; base_model.json itself stays machine-independent.
+            return {**info, "weights_at": resolve_model_source(out_dir)}
 
     def causal_lm(self, base_dir: Path, *, quantization: str | None, dtype: str = "float32") -> Any:
         from resources.model_loading import load_causal_lm
 
-        return load_causal_lm(base_dir, quantization=quantization, dtype=dtype, device=self.device)
+        with _people_errors():
+            return load_causal_lm(base_dir, quantization=quantization, dtype=dtype, device=self.device)
 
     def tokenizer(self, base_dir: Path) -> Any:
         from resources.model_loading import load_tokenizer
 
-        return load_tokenizer(base_dir)
+        with _people_errors():
+            return load_tokenizer(base_dir)
 
-    def translator(self, spec: str, *, direction: tuple[str, str], seed: int) -> Translator:
+    def translator(self, spec: str, *, direction: tuple[str, str], seed: int, setting: str) -> Translator:
+        """``setting`` names the params.yaml field ``spec`` came from, for error messages."""
         from resources.translators import load_translator, resolve_translator
 
-        source = resolve_translator(
-            spec, direction=direction, embedded_root=Path(self.embedded_root), seed=seed
-        )
-        return load_translator(source, device=self.device)
+        root = Path(self.embedded_root)
+        with _people_errors():
+            source = resolve_translator(
+                spec, direction=direction, embedded_root=root, seed=seed, setting=setting
+            )
+            return load_translator(source, device=self.device)
+
+
+@contextlib.contextmanager
+def _people_errors() -> Iterator[None]:
+    """A model that is missing, changed or unusable is the user's to fix: fail with the message (it
+    names the setting and what to do), not with a traceback."""
+    from resources.model_source import ModelSourceError
+
+    try:
+        yield
+    except ModelSourceError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None

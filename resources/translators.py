@@ -1,8 +1,9 @@
 """Finding and loading the translation models used for back-translation.
 
 A translator is named by a spec: ``"embedded"`` (a tiny random Marian model built offline), a local
-directory, or a Hugging Face hub id such as ``Helsinki-NLP/opus-mt-en-de``. Hub ids are only read from the
-local Hugging Face cache: nothing is ever downloaded at run time.
+directory (absolute or relative to the project root), or a Hugging Face hub id such as
+``Helsinki-NLP/opus-mt-en-de``; :mod:`resources.model_source` holds the rule that tells them apart. Hub
+ids are only read from the local Hugging Face cache: nothing is ever downloaded at run time.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from resources.embedded.tiny_marian import build_tiny_marian, is_complete
+from resources.model_source import ModelSourceError, classify_model_spec
+from resources.project import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-EMBEDDED = "embedded"
+# The settings a translator spec comes from, for error messages.
+SETTINGS = "augment.forward_model / augment.backward_model"
 
 
 class TranslatorUnavailableError(OSError):
@@ -71,37 +75,29 @@ class Translator:
         return results
 
 
-def _looks_like_path(spec: str) -> bool:
-    # Hub ids are "name" or "owner/name" and never start with "." or "~"; these forms mean a place on disk.
-    return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") > 1
-
-
-def resolve_translator(spec: str, *, direction: tuple[str, str], embedded_root: Path, seed: int) -> str:
+def resolve_translator(
+    spec: str,
+    *,
+    direction: tuple[str, str],
+    embedded_root: Path,
+    seed: int,
+    setting: str = SETTINGS,
+    root: Path = PROJECT_ROOT,
+) -> str:
     """Turn a translator spec into what ``load_translator`` takes: a local directory or a hub id.
 
     ``"embedded"`` builds the tiny model for ``direction`` under ``embedded_root/<src>-<tgt>`` once and
-    reuses it while it is complete and was built with the same seed; an existing directory is returned as
-    an absolute path; anything else is taken for a hub id and returned unchanged.
+    reuses it while it is complete and was built with the same seed; an existing directory (absolute, or
+    relative to ``root``) is returned as an absolute path; a hub id is returned unchanged. A spec that
+    looks like a path but is no directory raises ``ModelSourceError`` naming ``setting``.
     """
-    spec = spec.strip()
-    if not spec:
-        raise ValueError(
-            "resolve_translator: the translator spec is empty; set it to 'embedded', a local model "
-            "directory or a hub id such as 'Helsinki-NLP/opus-mt-en-de' (params.yaml, section augment)."
-        )
-    if spec == EMBEDDED:
+    source = classify_model_spec(spec, setting=setting, root=root)
+    if source.kind == "embedded":
         src_lang, tgt_lang = direction
         return str(_ensure_embedded(Path(embedded_root), src_lang=src_lang, tgt_lang=tgt_lang, seed=seed))
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return str(path.resolve())
-    if _looks_like_path(spec):
-        raise FileNotFoundError(
-            f"resolve_translator: translator {spec!r} looks like a directory but does not exist "
-            f"(working directory: {Path.cwd()}). Point it at a directory holding a saved translation model, "
-            "or use 'embedded' or a hub id."
-        )
-    return spec
+    if source.path is not None:
+        return str(source.path.resolve())
+    return source.spec
 
 
 def _ensure_embedded(root: Path, *, src_lang: str, tgt_lang: str, seed: int) -> Path:
@@ -145,15 +141,24 @@ def _local_snapshot(hub_id: str, cache_dir: Path | None) -> str:
         ) from err
 
 
-def load_translator(path_or_id: str, *, device: str = "cpu", cache_dir: Path | None = None) -> Translator:
-    """Load a translator from a local directory, or from the local Hugging Face cache for a hub id.
+def load_translator(
+    path_or_id: str, *, device: str = "cpu", cache_dir: Path | None = None, root: Path = PROJECT_ROOT
+) -> Translator:
+    """Load a translator from a local directory (absolute or relative to ``root``), or from the local
+    Hugging Face cache for a hub id.
 
     ``cache_dir`` overrides the Hugging Face cache location (default: the ``HF_HUB_CACHE`` environment).
     Raises ``TranslatorUnavailableError`` when the model is not on this machine.
     """
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    location = path_or_id if Path(path_or_id).is_dir() else _local_snapshot(path_or_id, cache_dir)
+    source = classify_model_spec(path_or_id, setting=SETTINGS, root=root)
+    if source.kind == "embedded":
+        raise ModelSourceError(
+            "load_translator: 'embedded' names no model yet; pass the spec through resolve_translator, "
+            "which builds the embedded translator and returns its directory."
+        )
+    location = str(source.path) if source.path is not None else _local_snapshot(source.spec, cache_dir)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)
         model = AutoModelForSeq2SeqLM.from_pretrained(location, local_files_only=True)

@@ -196,6 +196,49 @@ def test_a_tree_that_cannot_be_walked_raises_malformed_tree(value: dict[str, Any
     assert detail in str(caught.value)
 
 
+# Fields of the wrong JSON type: each must make the tree one malformed_tree row, never a TypeError.
+WRONG_TYPES = {
+    "list-role": (msg("a", ["assistant"]), "(a) 'role' must be a string, got list ['assistant']"),
+    "dict-role": (msg("a", {"role": "assistant"}), "(a) 'role' must be a string, got dict"),
+    "dict-text": (msg("a", "assistant", text={"content": "hi"}), "'text' must be a string, got dict {'con"),
+    "list-text": (msg("a", "assistant", text=["hi"]), "(a) 'text' must be a string, got list"),
+    "bool-text": (msg("a", "assistant", text=True), "(a) 'text' must be a string, got bool True"),
+    "huge-text": (msg("a", "assistant", text=["long " * 2000]), "'text' must be a string, got list ['long"),
+    "int-id": (msg(7, "assistant"), "'message_id' must be a non-empty string, got 7"),
+    "list-id": (msg(["a"], "assistant"), "'message_id' must be a non-empty string, got ['a']"),
+    "dict-id": (msg({"id": "a"}, "assistant"), "'message_id' must be a non-empty string, got {'id': 'a'}"),
+    "int-date": (msg("a", "assistant", created_date=1675418400), "'created_date' must be a string, got int"),
+    "list-date": (msg("a", "assistant", created_date=["2023"]), "'created_date' must be a string, got list"),
+    "list-lang": (msg("a", "assistant", lang=["en"]), "(a) 'lang' must be a string or null, got list"),
+    "dict-replies": (msg("a", "assistant", replies={"0": {}}), "(a) 'replies' must be a list, got dict"),
+    "list-flag": (msg("a", "assistant", deleted=[False]), "'deleted' must be true, false or null, got [F"),
+}
+
+
+@pytest.mark.parametrize(("reply", "detail"), WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
+def test_a_field_of_the_wrong_type_raises_malformed_tree(reply: dict[str, Any], detail: str) -> None:
+    with pytest.raises(TreeError) as caught:
+        expand_tree(tree(msg("p", "prompter", reply)))
+    assert caught.value.reason == "malformed_tree"
+    assert f"tree {TREE_ID}: message prompt.replies[0]" in str(caught.value)
+    assert detail in str(caught.value)
+    assert len(str(caught.value)) < 300, "a huge malformed value must not flood the error"
+
+
+@pytest.mark.parametrize(("reply", "detail"), WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
+def test_a_tree_with_a_wrongly_typed_field_is_one_rejected_row(
+    tmp_path: Path, reply: dict[str, Any], detail: str
+) -> None:
+    bad = tree(msg("p", "prompter", msg("a0", "assistant"), reply))
+    good = tree(msg("q", "prompter", msg("b", "assistant")), "t-2")
+    rows = normalize_file(write_jsonl(tmp_path / "t.jsonl", [bad, good]), max_chars=8000)
+    assert [(row["source_line"], (row["error"] or "ok").split(":", 1)[0]) for row in rows] == [
+        (1, "malformed_tree"),
+        (2, "ok"),
+    ]
+    assert detail in rows[0]["error"]
+
+
 def test_a_malformed_message_below_a_skipped_one_is_not_an_error() -> None:
     broken = msg("a", "assistant", msg("p2", "prompter", replies="x"), deleted=True)
     assert expand_tree(tree(msg("p", "prompter", broken))) == []

@@ -48,3 +48,105 @@ def test_bad_params_file_is_explained(tmp_path: Path, text: str, message: str) -
 def test_missing_params_file_is_explained(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path)
+
+
+# --- ordinary YAML that PyYAML (YAML 1.1) reads in surprising ways ---------------------------------------
+
+
+def params_root(tmp_path: Path, old: str, new: str) -> Path:
+    """A fresh root (load_params is cached per root) holding the project's params.yaml with one edit."""
+    text = (PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")
+    assert old in text, f"{old!r} is not in params.yaml any more; update the test"
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "params.yaml").write_text(text.replace(old, new, 1), encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("validation_start: 2025-07-01", "2025-07-01"),
+        ("validation_start: 2025-07-01 10:30:00", "2025-07-01T10:30:00"),
+        ("validation_start: 2025-07-01T10:30:00Z", "2025-07-01T10:30:00+00:00"),
+        ("validation_start: 2025-07-01T10:30:00+02:00", "2025-07-01T10:30:00+02:00"),
+        ("validation_start: '2025-07-01'", "2025-07-01"),
+    ],
+)
+def test_unquoted_dates_become_iso_strings_and_config_classes_still_build(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    from assets.split.timesplit import parse_cutoff
+
+    root = params_root(tmp_path, "validation_start: null", line)
+    assert section("split", root)["validation_start"] == expected
+    cls = config_class("split", dg.Config, root)
+    # Dagster turns the class into a config schema when an asset declares it: a date field fails there.
+    cls.to_config_schema()
+    assert cls().validation_start == expected
+    assert parse_cutoff(expected, "split.validation_start") is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2e-4", 2e-4),
+        ("2E-4", 2e-4),
+        ("1E5", 1e5),
+        ("-3e+2", -300.0),
+        ("2.0e4", 2.0e4),
+        (".5e3", 500.0),
+        ("2.0e-4", 2.0e-4),
+        ("0.002", 0.002),
+        ('"2e-4"', "2e-4"),
+        ("e5", "e5"),
+        ("1e", "1e"),
+    ],
+)
+def test_exponent_floats_are_floats_as_in_yaml_1_2(tmp_path: Path, value: str, expected: object) -> None:
+    root = params_root(tmp_path, "learning_rate: 0.002", f"learning_rate: {value}")
+    loaded = section("train", root)["learning_rate"]
+    assert loaded == expected and type(loaded) is type(expected)
+
+
+def test_an_exponent_learning_rate_makes_a_float_config_field(tmp_path: Path) -> None:
+    cls = config_class(
+        "train", dg.Config, params_root(tmp_path, "learning_rate: 0.002", "learning_rate: 2e-4")
+    )
+    assert cls().learning_rate == 2e-4
+    assert cls(learning_rate=1e-3).learning_rate == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("max_seq_length: {tokens: 256}", r"train\.max_seq_length is a dict .*single value"),
+        ("max_seq_length: [[256]]", r"train\.max_seq_length is \[\[256\]\]: a list setting"),
+        ("max_seq_length: [256, null]", r"train\.max_seq_length .* without nulls"),
+        ("max_seq_length: [1, 2.5]", r"train\.max_seq_length .*values of one type"),
+        ("max_seq_length: [a, {b: 1}]", r"train\.max_seq_length .*mappings"),
+        ("max_seq_length: !!binary aGk=", r"train\.max_seq_length is a bytes"),
+        ("yes: 256", r"train\.True: a setting name must be"),
+        ("2: 256", r"train\.2: a setting name must be"),
+        ("_hidden: 256", r"train\._hidden: a setting name must be"),
+    ],
+)
+def test_a_setting_that_is_not_a_scalar_or_a_list_of_them_is_explained(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    root = params_root(tmp_path, "max_seq_length: 256", line)
+    with pytest.raises(ParamsError, match=message) as caught:
+        load_params(root)
+    assert str(root / "params.yaml") in str(caught.value)
+
+
+@pytest.mark.parametrize("line", ["max_seq_length: [256, 512]", "max_seq_length: []", "max_seq_length: null"])
+def test_lists_of_one_scalar_type_and_nulls_are_accepted(tmp_path: Path, line: str) -> None:
+    root = params_root(tmp_path, "max_seq_length: 256", line)
+    assert "max_seq_length" in section("train", root)
+    config_class("train", dg.Config, root)()
+
+
+def test_the_shipped_params_file_recommends_a_learning_rate_yaml_reads_as_a_number() -> None:
+    text = (PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")
+    assert "about 2.0e-4" in text and "about 2e-4" not in text

@@ -17,6 +17,7 @@ from resources.embedded.tiny_marian import (
     build_tiny_marian_pair,
     is_complete,
 )
+from resources.model_source import ModelSourceError
 from resources.translators import (
     Translator,
     TranslatorUnavailableError,
@@ -154,18 +155,45 @@ def test_resolve_local_directory_and_hub_id(tmp_path: Path, pair: tuple[Path, Pa
     assert not (tmp_path / "unused").exists()
 
 
+def test_resolve_and_load_a_relative_directory_from_the_project_root(
+    tmp_path: Path, pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "project"
+    shutil.copytree(pair[0], root / "models" / "opus-en-de")
+    monkeypatch.chdir(tmp_path)  # not the project root: relative paths must not depend on it
+    kwargs = {"direction": ("en", "de"), "embedded_root": tmp_path / "unused", "seed": 0, "root": root}
+    resolved = resolve_translator("models/opus-en-de", **kwargs)
+    assert resolved == str((root / "models" / "opus-en-de").resolve())
+    assert load_translator("models/opus-en-de", root=root).model.config.model_type == "marian"
+    with pytest.raises(ModelSourceError, match=str(root / "models" / "other")):
+        resolve_translator("./models/other", **kwargs)
+
+
 @pytest.mark.parametrize(
-    ("spec", "error", "match"),
+    ("spec", "match"),
     [
-        ("", ValueError, "empty"),
-        ("/no/such/model/dir", FileNotFoundError, "does not exist"),
-        ("./models/missing", FileNotFoundError, "does not exist"),
-        ("models/translators/en-de", FileNotFoundError, "does not exist"),
+        ("", r"augment\.forward_model / augment\.backward_model in params\.yaml is ''"),
+        ("/no/such/model/dir", "looks like a directory, but /no/such/model/dir does not exist"),
+        ("./models/missing", r"'\./models/missing' .*looks like a directory"),
+        ("models/translators/en-de", "relative to the project root"),
+        ("not a model id", "not a hub id"),
     ],
 )
-def test_resolve_rejects_bad_specs(tmp_path: Path, spec: str, error: type[Exception], match: str) -> None:
-    with pytest.raises(error, match=match):
+def test_resolve_rejects_bad_specs(tmp_path: Path, spec: str, match: str) -> None:
+    with pytest.raises(ModelSourceError, match=match):
         resolve_translator(spec, direction=("en", "de"), embedded_root=tmp_path, seed=0)
+
+
+def test_resolve_names_the_setting_it_was_given(tmp_path: Path) -> None:
+    with pytest.raises(ModelSourceError, match=r"augment\.backward_model = './gone'"):
+        resolve_translator(
+            "./gone", direction=("de", "en"), embedded_root=tmp_path, seed=0, setting="augment.backward_model"
+        )
+
+
+def test_errors_about_specs_are_oserrors_so_the_asset_reports_them() -> None:
+    # assets/augment/asset.py turns OSError into a failure message instead of a traceback.
+    assert issubclass(ModelSourceError, OSError) and issubclass(TranslatorUnavailableError, OSError)
 
 
 def test_load_hub_id_missing_from_cache_explains_what_to_do(tmp_path: Path) -> None:

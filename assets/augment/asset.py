@@ -27,7 +27,9 @@ AugmentConfig = config_class("augment", dg.Config)
     group_name="data",
     kinds={"parquet", "dvc", "transformers"},
     code_version=code_version(
-        "augment", ("augment",), extra=("resources/translators.py", "resources/embedded/tiny_marian.py")
+        "augment",
+        ("augment",),
+        extra=("resources/translators.py", "resources/model_source.py", "resources/embedded/tiny_marian.py"),
     ),
     tags={"stage": "augment"},
 )
@@ -53,8 +55,15 @@ def augmented_examples(
         settings = stage_settings(AugmentSettings, config.model_dump())
         pair = (config.source_lang, config.pivot_lang)
         try:
-            forward = models.translator(config.forward_model, direction=pair, seed=config.seed)
-            backward = models.translator(config.backward_model, direction=pair[::-1], seed=config.seed)
+            forward = models.translator(
+                config.forward_model, direction=pair, seed=config.seed, setting="augment.forward_model"
+            )
+            backward = models.translator(
+                config.backward_model,
+                direction=pair[::-1],
+                seed=config.seed,
+                setting="augment.backward_model",
+            )
         except OSError as exc:  # a model that is not on this machine, or not a translation model
             raise fail(f"augment: {exc}") from None
         result = back_translate_rows(rows, forward=forward, backward=backward, settings=settings)

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from assets.params import config_class
-from assets.publishing import Stopwatch, code_version, config_overrides, fail, record_stage
+from assets.publishing import Stopwatch, code_version, config_overrides, record_stage
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
 from resources.storage import StorageResource
@@ -20,7 +20,9 @@ EMBEDDED_BASE_SEED = 0
     kinds={"transformers", "dvc"},
     # Only train.base_model decides this asset (dvc.yaml lists the same single param).
     code_version=code_version(
-        "base", ("train.base_model",), extra=("resources/model_loading.py", "resources/embedded/tiny_lm.py")
+        "base",
+        ("train.base_model",),
+        extra=("resources/model_loading.py", "resources/model_source.py", "resources/embedded/tiny_lm.py"),
     ),
     tags={"stage": "base_model"},
 )
@@ -33,14 +35,7 @@ def base_model(
     copied."""
     stopwatch = Stopwatch()
     # prepare_base writes atomically: a failure leaves the previous base_model in place.
-    from resources.model_loading import ModelSourceError
-
-    try:
-        info = models.prepare_base(
-            config.base_model, storage.store().path("base_model"), seed=EMBEDDED_BASE_SEED
-        )
-    except ModelSourceError as exc:
-        raise fail(f"train.base_model: {exc}") from None
+    info = models.prepare_base(config.base_model, storage.store().path("base_model"), seed=EMBEDDED_BASE_SEED)
     metadata = {str(k): v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in info.items()}
     overridden = config_overrides(config, "train", ("base_model",))
     yield from record_stage(storage, dvc, {"base_model": metadata}, stopwatch, overridden=overridden)

@@ -6,24 +6,31 @@ these rows: with the loss on assistant turns only, it would train nothing that t
 A tree with branches still yields several rows (sibling answers, diverging follow-ups); they share
 prefixes and all carry the tree id as ``group_id``, which keeps a tree inside one split.
 
-Only the shape of the tree is checked here (what is needed to walk it and find the conversations). The
-rows are plain chat rows, validated by :mod:`assets.ingest.normalize` like any other row, so a bad text or
-timestamp is reported on the conversations it spoils, not on the whole tree.
+Only the shape of the tree is checked here: what is needed to walk it and find the conversations, and
+the JSON type of every field a row is made of (a list where a string belongs makes the whole tree one
+``malformed_tree`` row, never a traceback). The rows are plain chat rows, validated by
+:mod:`assets.ingest.normalize` like any other row, so a text that is empty or too long, or a timestamp
+string that does not parse, is reported on the conversations it spoils, not on the whole tree.
 """
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 SOURCE = "oasst2"
 # The keys of an expanded row that identify it within the export; ingestion keeps them as its ``raw``.
 AUDIT_KEYS = ("message_tree_id", "message_ids")
 ROLE_MAP = {"prompter": "user", "assistant": "assistant"}
-# Keys every visited message must have (null counts as missing).
+# Keys every visited message must have (null counts as missing); their values must be strings.
 REQUIRED_KEYS = ("message_id", "role", "text", "created_date")
+# Keys a visited message may leave out or set to null, but otherwise must hold a string.
+OPTIONAL_TEXT_KEYS = ("lang",)
 # Moderation flags: a message is skipped, with everything below it, when deleted is true or review_result
 # is false. Unreviewed messages (review_result null) are kept, as in the published oasst exports.
 FLAG_KEYS = ("deleted", "review_result")
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
 
 
 class TreeError(ValueError):
@@ -139,12 +146,26 @@ def _check_message(message: dict[str, Any], where: str, tree_id: str) -> None:
             "malformed_tree",
             f"tree {tree_id}: message {where} 'message_id' must be a non-empty string, got {message_id!r}",
         )
+    for key in (*REQUIRED_KEYS, *OPTIONAL_TEXT_KEYS):
+        value = message.get(key)
+        if value is not None and not isinstance(value, str):
+            allowed = "a string or null" if key in OPTIONAL_TEXT_KEYS else "a string"
+            raise TreeError(
+                "malformed_tree",
+                f"tree {tree_id}: {_at(where, message)} '{key}' must be {allowed}, "
+                f"got {type(value).__name__} {_short(value)}",
+            )
     if message["role"] not in ROLE_MAP:
         raise TreeError(
             "malformed_tree",
             f"tree {tree_id}: {_at(where, message)} has role {message['role']!r}; "
             f"an oasst tree has only {' and '.join(ROLE_MAP)} messages",
         )
+
+
+def _short(value: object) -> str:
+    """A bounded repr for error details: a malformed text can be a whole document."""
+    return _SHORT.repr(value)
 
 
 def _conversation(tree_id: str, lang: object, path: tuple[dict[str, Any], ...]) -> dict[str, Any]:

@@ -30,7 +30,10 @@ END_OF_TURN = "<|end|>"
 MARKER_FILE = "tiny_lm.json"
 
 # Each turn starts with its role token; assistant turns end with EOS, so generation stops after the
-# answer. The generation markers let TRL's assistant_only_loss find the assistant tokens.
+# answer. Training does not need the {% generation %} markers: assets/train/tokenize.py finds assistant
+# tokens by rendering turn by turn, so templates without markers (most real ones) work. The markers make
+# transformers' return_assistant_tokens_mask (and TRL's assistant_only_loss) work on this model too, and
+# the tests use that mask as an independent check of our masking.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"
