@@ -11,6 +11,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
@@ -27,15 +28,49 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def code_version(package: str, sections: tuple[str, ...], extra: tuple[str, ...] = ()) -> str:
-    """Hash of a stage's source files (assets/<package>, the schema, ``extra`` project files) and its
-    params.yaml sections.
+# The code and params each dvc.yaml stage depends on: its DVC deps (besides upstream outputs) and the
+# inputs of its Dagster code version, so both tools agree on what a code or params edit invalidates.
+# tests/test_dvc_sync.py holds dvc.yaml to this table.
+_SCHEMA = "assets/schema.py"
+STAGE_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "raw_examples": (("assets/ingest", _SCHEMA), ("data",)),
+    "clean": (("assets/clean", _SCHEMA), ("clean",)),
+    "augmented_examples": (
+        (
+            "assets/augment",
+            _SCHEMA,
+            "resources/translators.py",
+            "resources/model_source.py",
+            "resources/embedded/tiny_marian.py",
+        ),
+        ("augment",),
+    ),
+    "split": (("assets/split", _SCHEMA), ("split",)),
+    "base_model": (
+        (
+            "assets/base",
+            _SCHEMA,
+            "resources/model_loading.py",
+            "resources/model_source.py",
+            "resources/embedded/tiny_lm.py",
+        ),
+        ("train.base_model",),
+    ),
+    "adapter": (("assets/train", _SCHEMA), ("train",)),
+    "evaluation_report": (("assets/evaluate", _SCHEMA), ("evaluate",)),
+    "registered_adapter": (("assets/registry", _SCHEMA), ("registry",)),
+    "merged_model": (("assets/export", _SCHEMA), ("export",)),
+}
 
-    Dagster marks an asset stale when its code version changes, and dvc.yaml lists the same files and
-    params as stage deps, so the two tools agree on what a code or params edit invalidates.
-    """
-    files = sorted((PROJECT_ROOT / "assets" / package).rglob("*.py"))
-    files += [PROJECT_ROOT / name for name in ("assets/schema.py", *extra)]
+
+def code_version(stage: str) -> str:
+    """Hash of a stage's source files and params (STAGE_SOURCES): Dagster marks the asset stale when
+    it changes, as DVC marks the stage changed."""
+    paths, sections = STAGE_SOURCES[stage]
+    files: list[Path] = []
+    for name in paths:
+        path = PROJECT_ROOT / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
     digest = hashlib.sha256(section_hash(sections).encode())
     for path in files:
         digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode())

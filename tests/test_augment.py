@@ -14,9 +14,8 @@ from assets.augment.paraphrase_filter import (
     ParaphraseFilterSettings,
     dice_similarity,
     judge_paraphrase,
-    normalize,
 )
-from assets.schema import example_features, to_dataset
+from assets.schema import example_features, normalize_text, to_dataset
 
 BOUNDS = ParaphraseFilterSettings(
     min_similarity=0.3, max_similarity=0.95, min_length_ratio=0.5, max_length_ratio=2.0
@@ -83,7 +82,7 @@ def test_dice_similarity_is_symmetric_and_between_bounds() -> None:
 
 def test_normalize_folds_width_case_and_spaces() -> None:
     # Full-width letters, as pasted from East Asian input methods.
-    assert normalize("  \uff28\uff45\uff4c\uff4c\uff4f\tWORLD \n") == "hello world"
+    assert normalize_text("  \uff28\uff45\uff4c\uff4c\uff4f\tWORLD \n") == "hello world"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from assets.publishing import STAGE_SOURCES
 from pipelines.definitions import defs
 from resources.artifacts import ARTIFACTS
 from tests.conftest import PROJECT_ROOT
@@ -43,9 +44,12 @@ def test_stage_deps_are_the_upstream_assets(stage: str) -> None:
 
 
 @pytest.mark.parametrize("stage", STAGE_NAMES)
-def test_stage_code_deps_exist(stage: str) -> None:
-    for dep in STAGES[stage]["deps"]:
-        if dep.startswith("${"):
-            continue
-        if dep not in {a.path for a in ARTIFACTS.values()}:
-            assert (PROJECT_ROOT / dep).exists(), f"dvc.yaml stage {stage} depends on missing {dep}"
+def test_stage_code_and_params_match_the_dagster_code_version(stage: str) -> None:
+    # Both tools must see the same code and params edits, or they disagree about what is stale.
+    paths, sections = STAGE_SOURCES[stage]
+    artifact_paths = {a.path for a in ARTIFACTS.values()}
+    code_deps = [d for d in STAGES[stage]["deps"] if d not in artifact_paths and not d.startswith("${")]
+    assert sorted(code_deps) == sorted(paths)
+    assert sorted(STAGES[stage]["params"]) == sorted(sections)
+    for dep in code_deps:
+        assert (PROJECT_ROOT / dep).exists(), f"dvc.yaml stage {stage} depends on missing {dep}"

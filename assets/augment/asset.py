@@ -26,11 +26,7 @@ AugmentConfig = config_class("augment", dg.Config)
 @dg.asset(
     group_name="data",
     kinds={"parquet", "dvc", "transformers"},
-    code_version=code_version(
-        "augment",
-        ("augment",),
-        extra=("resources/translators.py", "resources/model_source.py", "resources/embedded/tiny_marian.py"),
-    ),
+    code_version=code_version("augmented_examples"),
     tags={"stage": "augment"},
 )
 def augmented_examples(

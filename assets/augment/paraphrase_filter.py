@@ -8,10 +8,10 @@ introduces better than word overlap does.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
+
+from assets.schema import normalize_text
 
 # Reason codes, in the order they are checked.
 EMPTY = "empty"
@@ -20,8 +20,6 @@ LENGTH_RATIO = "length_ratio"
 TOO_DISSIMILAR = "too_dissimilar"
 TOO_SIMILAR = "too_similar"
 REASONS = (EMPTY, IDENTICAL, LENGTH_RATIO, TOO_DISSIMILAR, TOO_SIMILAR)
-
-_SPACES = re.compile(r"\s+")
 
 
 class ParaphraseBounds(Protocol):
@@ -72,11 +70,6 @@ class ParaphraseFilterSettings:
         validate_bounds(self, owner="ParaphraseFilterSettings")
 
 
-def normalize(text: str) -> str:
-    """NFKC, case-folded, whitespace collapsed: differences that carry no meaning are ignored."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-
-
 def trigrams(text: str) -> frozenset[str]:
     """Character trigrams of an already normalized text, padded so that short words still count."""
     padded = f"  {text} "
@@ -85,7 +78,7 @@ def trigrams(text: str) -> frozenset[str]:
 
 def dice_similarity(a: str, b: str) -> float:
     """Sørensen-Dice coefficient of the character-trigram sets of two texts (1.0 for identical texts)."""
-    grams_a, grams_b = trigrams(normalize(a)), trigrams(normalize(b))
+    grams_a, grams_b = trigrams(normalize_text(a)), trigrams(normalize_text(b))
     if not grams_a and not grams_b:
         return 1.0
     return 2 * len(grams_a & grams_b) / (len(grams_a) + len(grams_b))
@@ -93,7 +86,7 @@ def dice_similarity(a: str, b: str) -> float:
 
 def judge_paraphrase(source: str, paraphrase: str, settings: ParaphraseBounds) -> str | None:
     """``None`` to keep ``paraphrase`` of ``source``, otherwise the reason code for dropping it."""
-    norm_source, norm_paraphrase = normalize(source), normalize(paraphrase)
+    norm_source, norm_paraphrase = normalize_text(source), normalize_text(paraphrase)
     if not norm_source or not norm_paraphrase:
         return EMPTY
     if norm_source == norm_paraphrase:

@@ -18,12 +18,8 @@ EMBEDDED_BASE_SEED = 0
 @dg.asset(
     group_name="model",
     kinds={"transformers", "dvc"},
-    # Only train.base_model decides this asset (dvc.yaml lists the same single param).
-    code_version=code_version(
-        "base",
-        ("train.base_model",),
-        extra=("resources/model_loading.py", "resources/model_source.py", "resources/embedded/tiny_lm.py"),
-    ),
+    # Only train.base_model decides this asset (see STAGE_SOURCES).
+    code_version=code_version("base_model"),
     tags={"stage": "base_model"},
 )
 def base_model(

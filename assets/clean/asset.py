@@ -41,7 +41,7 @@ CleanConfig = config_class("clean", dg.Config)
         ),
     ],
     group_name="data",
-    code_version=code_version("clean", ("clean",)),
+    code_version=code_version("clean"),
     op_tags={"stage": "clean"},
 )
 def clean(
@@ -57,7 +57,20 @@ def clean(
     store = storage.store()
     store.write_datasets({"clean_examples": kept, "rejected_examples": rejected})
     outputs = {
-        "clean_examples": {**dataset_metadata(kept), "raw_rows": len(raw_examples)},
+        "clean_examples": {
+            **dataset_metadata(kept),
+            "raw_rows": len(raw_examples),
+            # What Datalab flagged before our thresholds decided what to reject, and anything skipped.
+            "cleanlab_flags": count_table(
+                [
+                    (k, v)
+                    for k, v in result.counts.items()
+                    if k.startswith("cleanlab_") and k.endswith("_issues")
+                ],
+                "Datalab issue",
+            ),
+            "notes": "; ".join(result.notes) or "none",
+        },
         "rejected_examples": {
             **dataset_metadata(rejected),
             "drops_by_reason": count_table(counts_by(rejected, "reason").items(), "reason"),

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import unicodedata
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from assets.schema import conversation_text
+from assets.schema import conversation_text, normalize_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,11 +32,6 @@ MINHASH_SEED = 1
 # LSH bands are chosen so that a pair exactly at the threshold becomes a candidate with at least this
 # probability; false candidates are cheap because every candidate is verified with the true Jaccard.
 _CANDIDATE_RECALL = 0.99
-
-
-def normalize_text(text: str) -> str:
-    """NFKC, case-fold and collapse whitespace, so trivially different copies compare equal."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def conversation_key(messages: list[dict[str, str]]) -> str:

@@ -23,7 +23,7 @@ METRIC_COLUMNS = ("perplexity", "rougeL", "bleu", "answer_exact_match", "n_examp
 @dg.asset(
     group_name="model",
     kinds={"evaluate", "dvc"},
-    code_version=code_version("evaluate", ("evaluate",)),
+    code_version=code_version("evaluation_report"),
     tags={"stage": "evaluate"},
 )
 def evaluation_report(

@@ -8,14 +8,13 @@ fine-tuned models are compared on the same tokens. The metric modules load from 
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assets.schema import normalize_text
 from assets.train.tokenize import IGNORE_INDEX, pad_batch, split_last_answer, tokenize_rows
 
 if TYPE_CHECKING:
@@ -131,10 +130,6 @@ def generate_answers(
     return answers
 
 
-def _normalize(text: str) -> str:
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().casefold()
-
-
 def _load_metric(name: str) -> Any:
     import evaluate
 
@@ -181,7 +176,7 @@ def score_model(
         )["rougeL"]
         for category, indices in sorted(by_category.items())
     }
-    exact = sum(_normalize(p) == _normalize(r) for p, r in zip(predictions, references, strict=True))
+    exact = sum(normalize_text(p) == normalize_text(r) for p, r in zip(predictions, references, strict=True))
     return {
         "perplexity": ppl,
         "rougeL": rouge.compute(predictions=predictions, references=references)["rougeL"],

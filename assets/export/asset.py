@@ -22,7 +22,7 @@ ExportConfig = config_class("export", dg.Config)
 @dg.asset(
     group_name="model",
     kinds={"transformers", "safetensors", "dvc"},
-    code_version=code_version("export", ("export",)),
+    code_version=code_version("merged_model"),
     tags={"stage": "export"},
 )
 def merged_model(

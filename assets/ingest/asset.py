@@ -26,7 +26,7 @@ DataConfig = config_class("data", dg.Config)
 @dg.asset(
     group_name="data",
     kinds={"parquet", "dvc"},
-    code_version=code_version("ingest", ("data",)),
+    code_version=code_version("raw_examples"),
     tags={"stage": "ingest"},
 )
 def raw_examples(

@@ -19,7 +19,7 @@ RegistryConfig = config_class("registry", dg.Config)
 @dg.asset(
     group_name="model",
     kinds={"mlflow", "dvc"},
-    code_version=code_version("registry", ("registry",)),
+    code_version=code_version("registered_adapter"),
     deps=["raw_examples", "clean_examples", "train_split", "validation_split", "test_split", "base_model"],
     tags={"stage": "register"},
 )

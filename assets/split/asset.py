@@ -36,7 +36,7 @@ _DESCRIPTIONS = {
         for key in SPLIT_KEYS
     ],
     group_name="data",
-    code_version=code_version("split", ("split",)),
+    code_version=code_version("split"),
     op_tags={"stage": "split"},
 )
 def split(

@@ -16,7 +16,7 @@ from resources.storage import StorageResource
 @dg.asset(
     group_name="model",
     kinds={"peft", "bitsandbytes", "dvc"},
-    code_version=code_version("train", ("train",)),
+    code_version=code_version("adapter"),
     tags={"stage": "train"},
 )
 def adapter(
