@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -15,3 +16,23 @@ def oasst2_path() -> Path:
     if not OASST2.is_file():
         pytest.skip(f"{OASST2} is absent: the OpenAssistant sample ships only beside the team's checkout")
     return OASST2
+
+
+def materialize_raw(root: Path, raw_path: Path, *, dvc_enabled: bool = False) -> dg.ExecuteInProcessResult:
+    """Materialize raw_examples alone into ``root``, reading ``raw_path`` (a launchpad-style override)."""
+    from assets.ingest.asset import raw_examples
+    from pipelines.io_manager import ArtifactIOManager
+    from resources.dvc import DvcResource
+    from resources.storage import StorageResource
+
+    storage = StorageResource(root=str(root))
+    return dg.materialize(
+        [raw_examples],
+        resources={
+            "storage": storage,
+            "io_manager": ArtifactIOManager(storage=storage),
+            "dvc": DvcResource(root=str(root), enabled=dvc_enabled),
+        },
+        run_config={"ops": {"raw_examples": {"config": {"raw_path": str(raw_path)}}}},
+        raise_on_error=False,
+    )

@@ -8,10 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.ingest.asset import raw_examples
-from pipelines.io_manager import ArtifactIOManager
-from resources.dvc import DvcResource
 from resources.storage import StorageResource
+from tests.conftest import materialize_raw
 
 GOOD_ROW = {
     "id": "a1",
@@ -19,20 +17,6 @@ GOOD_ROW = {
     "output": "Red is a primary colour.",
     "created_at": "2025-03-01T10:00:00Z",
 }
-
-
-def materialize_raw(root: Path, raw_path: Path) -> dg.ExecuteInProcessResult:
-    storage = StorageResource(root=str(root))
-    return dg.materialize(
-        [raw_examples],
-        resources={
-            "storage": storage,
-            "io_manager": ArtifactIOManager(storage=storage),
-            "dvc": DvcResource(root=str(root), enabled=False),
-        },
-        run_config={"ops": {"raw_examples": {"config": {"raw_path": str(raw_path)}}}},
-        raise_on_error=False,
-    )
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:

@@ -5,13 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import dagster as dg
-
-from assets.ingest.asset import raw_examples
 from assets.params import section
-from pipelines.io_manager import ArtifactIOManager
-from resources.dvc import DvcResource
-from resources.storage import StorageResource
+from tests.conftest import materialize_raw
 
 ROW = {"id": "a", "instruction": "Say hi.", "output": "Hi!", "created_at": "2025-01-01T00:00:00Z"}
 
@@ -19,17 +14,9 @@ ROW = {"id": "a", "instruction": "Say hi.", "output": "Hi!", "created_at": "2025
 def test_a_launchpad_override_is_not_recorded_in_dvc(tmp_path: Path) -> None:
     raw = tmp_path / "other.jsonl"
     raw.write_text(json.dumps(ROW) + "\n")
-    storage = StorageResource(root=str(tmp_path))
     # tmp_path is no DVC repository: recording would fail the run, so success shows it was skipped.
-    result = dg.materialize(
-        [raw_examples],
-        resources={
-            "storage": storage,
-            "io_manager": ArtifactIOManager(storage=storage),
-            "dvc": DvcResource(root=str(tmp_path), enabled=True),
-        },
-        run_config={"ops": {"raw_examples": {"config": {"raw_path": str(raw)}}}},
-    )
+    result = materialize_raw(tmp_path, raw, dvc_enabled=True)
+    assert result.success
     assert str(raw) != section("data")["raw_path"]
     [materialization] = result.asset_materializations_for_node("raw_examples")
     assert materialization.metadata["dvc_recorded"].value is False
