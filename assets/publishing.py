@@ -125,7 +125,10 @@ def record_stage(
         )
     else:
         committed = dvc.record(stages.pop())
+    log = dg.get_dagster_logger()
     for key, metadata in outputs.items():
+        rows = f"{metadata['dagster/row_count']} rows, " if "dagster/row_count" in metadata else ""
+        log.info(f"{key}: {rows}md5 {md5s[key]}, {stopwatch.seconds:.1f} s")
         extra = {"params_overridden": ", ".join(overridden)} if overridden else {}
         yield dg.MaterializeResult(
             asset_key=key,
