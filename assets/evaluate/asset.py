@@ -79,7 +79,7 @@ def evaluation_report(
     report = {
         "test_rows": len(test_split),
         "test_split_md5": store.md5("test_split"),
-        "adapter_md5": store.md5("adapter"),
+        "adapter_md5": adapter_md5,
         "base_model_md5": base_md5,
         "champion": {"version": champion["version"], "run_id": champion["run_id"]}
         if "champion" in results

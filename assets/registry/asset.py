@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from assets.params import config_class, params_hash, section, settings_from
-from assets.publishing import Stopwatch, code_version, config_overrides, record_stage
+from assets.publishing import Stopwatch, code_version, config_overrides, fail, record_stage
 from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
 from resources.registry import ModelRegistry
@@ -41,6 +41,11 @@ def registered_adapter(
     stopwatch = Stopwatch()
     store = storage.store()
     md5s = {key: store.md5(key) for key in LINEAGE_ARTIFACTS}
+    if evaluation_report.get("adapter_md5") != md5s["adapter"]:
+        raise fail(
+            "evaluation_report was made for another adapter than the current one: materialize "
+            "evaluation_report before registered_adapter, so the registry gets this adapter's metrics."
+        )
     existing = registry.find_version(config.model_name, "adapter_md5", md5s["adapter"])
     candidate_metrics = {
         k: v for k, v in evaluation_report["models"]["candidate"].items() if isinstance(v, (int, float))
@@ -100,7 +105,11 @@ def promotion_gate(
     name, version = registered_adapter["name"], registered_adapter["version"]
     champion = registry.champion(name)
     evaluated_against = (evaluation_report.get("champion") or {}).get("version")
-    if champion is not None and champion["version"] == version:
+    if evaluation_report.get("adapter_md5") != registered_adapter["tags"].get("adapter_md5"):
+        decision = GateDecision(
+            False, "none", ["the evaluation report is for another adapter: re-materialize evaluation_report"]
+        )
+    elif champion is not None and champion["version"] == version:
         decision = GateDecision(True, "champion", [f"version {version} is already the champion"])
     elif (
         champion is not None
