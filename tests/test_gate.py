@@ -95,3 +95,29 @@ def test_relative_gain_direction() -> None:
     assert relative_gain("perplexity", 8.0, 10.0) == pytest.approx(0.2)
     assert relative_gain("rougeL", 0.2, 0.4) == pytest.approx(-0.5)
     assert relative_gain("bleu", 0.1, 0.0) is None
+
+
+def test_gate_check_refuses_a_report_made_for_another_adapter(tmp_path) -> None:
+    from assets.registry.asset import promotion_gate
+    from resources.registry import ModelRegistry
+
+    registry = ModelRegistry(
+        tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", artifact_location=str(tmp_path / "a")
+    )
+    record = {
+        "name": "m",
+        "version": "1",
+        "tags": {"adapter_md5": "new.dir", "base_model_md5": "b"},
+        "gate": {
+            "primary_metric": "perplexity",
+            "min_relative_improvement": 0.0,
+            "max_relative_regression": 0.05,
+            "max_absolute_regression": 0.01,
+        },
+    }
+    report = _report({"perplexity": 1.0}, {"perplexity": 10.0})
+    report.update(adapter_md5="old.dir", base_model_md5="b")
+    result = promotion_gate(registered_adapter=record, evaluation_report=report, registry=registry)
+    assert not result.passed
+    assert "another adapter" in result.metadata["reasons"].value
+    assert registry.champion("m") is None
