@@ -14,7 +14,6 @@ from resources.embedded.tiny_marian import (
     MARKER_FILE,
     REQUIRED_FILES,
     build_tiny_marian,
-    build_tiny_marian_pair,
     is_complete,
 )
 from resources.model_source import ModelSourceError
@@ -24,17 +23,21 @@ from resources.translators import (
     load_translator,
     resolve_translator,
 )
+from tests.conftest import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The tokenizer warns that sacremoses (punctuation normalization) is not installed; irrelevant here.
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_tiny_marian_pair(
-        tmp_path_factory.mktemp("marian"), source_lang="en", pivot_lang="de", seed=0
+    # Built the way the augment stage builds them: through the "embedded" translator spec.
+    root = tmp_path_factory.mktemp("marian")
+    forward, backward = (
+        Path(resolve_translator("embedded", direction=direction, embedded_root=root, seed=0))
+        for direction in (("en", "de"), ("de", "en"))
     )
+    return forward, backward
 
 
 @pytest.fixture(scope="module")

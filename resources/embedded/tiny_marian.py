@@ -239,15 +239,3 @@ def is_complete(model_dir: Path, *, src_lang: str, tgt_lang: str, seed: int) -> 
     except json.JSONDecodeError:
         return False
     return marker == {"src_lang": src_lang, "tgt_lang": tgt_lang, "seed": seed, "format": FORMAT_VERSION}
-
-
-def build_tiny_marian_pair(root: Path, *, source_lang: str, pivot_lang: str, seed: int) -> tuple[Path, Path]:
-    """Build ``root/<source>-<pivot>`` and ``root/<pivot>-<source>``; returns (forward, backward) dirs."""
-    root = Path(root)
-    forward = build_tiny_marian(
-        root / f"{source_lang}-{pivot_lang}", src_lang=source_lang, tgt_lang=pivot_lang, seed=seed
-    )
-    backward = build_tiny_marian(
-        root / f"{pivot_lang}-{source_lang}", src_lang=pivot_lang, tgt_lang=source_lang, seed=seed
-    )
-    return forward, backward
