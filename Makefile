@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-all lint format ui repro status sample clean-outputs
+.PHONY: setup demo test test-all lint validate-defs format ui dvc-yaml repro status sample clean-outputs
 
 setup: $(STAMP)
 
@@ -46,14 +46,26 @@ test-all: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MAKE) --no-print-directory validate-defs
+
+# The definitions load (what `dagster dev` and the daemon do), in a throwaway Dagster home, offline.
+# The module comes from [tool.dagster] in pyproject.toml.
+validate-defs: setup
+	home=$$(mktemp -d) && trap 'rm -rf "$$home"' EXIT && \
+		DAGSTER_HOME="$$home" HF_HUB_OFFLINE=1 $(VENV)/bin/dagster definitions validate
 
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# dagster dev finds the definitions through [tool.dagster] in pyproject.toml.
 ui: setup
 	$(PY) -m pipelines.instance >/dev/null
-	$(VENV)/bin/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+
+# Regenerate dvc.yaml from the stage table (assets/stages.py); tests/test_dvc_sync.py fails on drift.
+dvc-yaml: setup
+	$(PY) -m pipelines.dvc_yaml
 
 repro: setup
 	$(VENV)/bin/dvc repro

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from assets.publishing import artifact_store
+from assets.shared.schema import ROLES
+from assets.stages import OUTPUT_OF_KEY
 from resources.storage import StorageResource
 
 if TYPE_CHECKING:
@@ -37,7 +40,7 @@ def schema_problems(dataset: Dataset, expected: Features, required: tuple[str, .
         bad_roles = sum(
             1
             for messages in dataset["messages"]
-            if messages and any(m["role"] not in ("system", "user", "assistant") for m in messages)
+            if messages and any(m["role"] not in ROLES for m in messages)
         )
         if bad_roles:
             problems.append(f"{bad_roles} rows have a role other than system/user/assistant")
@@ -51,7 +54,7 @@ def _schema_check(
         asset=key, name="schema", blocking=True, description="Columns, types and required values."
     )
     def _check(storage: StorageResource) -> dg.AssetCheckResult:
-        dataset = storage.store().read_dataset(key)
+        dataset = artifact_store(storage).read_dataset(key)
         problems = schema_problems(dataset, features(), required)
         return dg.AssetCheckResult(
             passed=not problems,
@@ -65,16 +68,16 @@ def _schema_check(
 
 
 def schema_checks() -> list[dg.AssetChecksDefinition]:
-    from assets import schema
+    """One blocking schema check per dataset output of the stage table."""
+    from assets.shared import schema
 
-    example = (schema.example_features, REQUIRED_EXAMPLE)
-    table = {
-        "raw_examples": (schema.raw_features, ("id", "source_line")),
-        "clean_examples": example,
-        "rejected_examples": (schema.rejected_features, ("id", "stage", "reason")),
-        "augmented_examples": example,
-        "train_split": example,
-        "validation_split": example,
-        "test_split": example,
+    by_schema = {
+        "raw": (schema.raw_features, ("id", "source_line")),
+        "example": (schema.example_features, REQUIRED_EXAMPLE),
+        "rejected": (schema.rejected_features, ("id", "stage", "reason")),
     }
-    return [_schema_check(key, features, required) for key, (features, required) in table.items()]
+    return [
+        _schema_check(output.key, *by_schema[output.schema])
+        for output in OUTPUT_OF_KEY.values()
+        if output.schema is not None
+    ]

@@ -48,11 +48,23 @@ _ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, 
 _ParamsLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
-@functools.cache
 def load_params(root: Path = PROJECT_ROOT) -> dict[str, dict[str, Any]]:
     """Read and check params.yaml; every stage section must be present and be a mapping of settings, each
-    a scalar (string, number, boolean, null) or a list of scalars of one type."""
+    a scalar (string, number, boolean, null) or a list of scalars of one type.
+
+    The file is read again whenever it changed (size or modification time): a long-running Dagster code
+    server, its sensor and its schedule see an edit at their next evaluation, without a reload.
+    """
     path = root / PARAMS_FILE
+    try:
+        stat = path.stat()
+    except FileNotFoundError as exc:
+        raise ParamsError(f"{path} not found: the pipeline reads its defaults from it.") from exc
+    return _load_params(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_params(path: Path, mtime_ns: int, size: int) -> dict[str, dict[str, Any]]:
     try:
         params = yaml.load(path.read_text(encoding="utf-8"), Loader=_ParamsLoader)  # a SafeLoader
     except FileNotFoundError as exc:
@@ -102,6 +114,24 @@ def section(name: str, root: Path = PROJECT_ROOT) -> dict[str, Any]:
     return dict(load_params(root)[name])
 
 
+def setting_values(entries: tuple[str, ...], root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """Config field name -> current params.yaml value for params entries: a whole section (``"clean"``)
+    gives all its settings, a single setting (``"registry.model_name"``) gives that one. Raises ParamsError
+    when two entries give the same field name or a setting is missing."""
+    params = load_params(root)
+    values: dict[str, Any] = {}
+    for entry in entries:
+        section_name, _, key = entry.partition(".")
+        settings = params[section_name]
+        if key and key not in settings:
+            raise ParamsError(f"{root / PARAMS_FILE}: setting '{entry}' is missing.")
+        for name, value in ({key: settings[key]} if key else settings).items():
+            if name in values:
+                raise ParamsError(f"params entries {entries} give the setting name '{name}' twice.")
+            values[name] = value
+    return values
+
+
 def section_hash(names: tuple[str, ...], root: Path = PROJECT_ROOT) -> str:
     """A short stable hash of some sections ("train") or single settings ("train.base_model"); part of
     each asset's code version."""
@@ -128,13 +158,23 @@ def _field_type(value: Any) -> Any:
     return type(value)
 
 
-def config_class(name: str, base: type, root: Path = PROJECT_ROOT) -> type:
-    """A Dagster Config class whose fields and defaults are params.yaml section ``name``."""
+def config_class(
+    name: str,
+    base: type,
+    root: Path = PROJECT_ROOT,
+    *,
+    entries: tuple[str, ...] | None = None,
+    exclude: tuple[str, ...] = (),
+) -> type:
+    """A Dagster Config class named after ``name`` whose fields and defaults are the params.yaml settings
+    of ``entries`` (default: the section ``name``; see :func:`setting_values`), less ``exclude``."""
     import pydantic
 
-    fields = {key: (_field_type(value), value) for key, value in section(name, root).items()}
-    class_name = f"{name.capitalize()}Config"
-    return pydantic.create_model(class_name, __base__=base, __doc__=f"params.yaml `{name}`", **fields)
+    values = setting_values(entries or (name,), root)
+    fields = {key: (_field_type(value), value) for key, value in values.items() if key not in exclude}
+    class_name = "".join(part.capitalize() for part in name.split("_")) + "Config"
+    sources = ", ".join(f"`{entry}`" for entry in entries or (name,))
+    return pydantic.create_model(class_name, __base__=base, __doc__=f"params.yaml {sources}", **fields)
 
 
 def settings_from(cls: type[T], values: dict[str, Any]) -> T:

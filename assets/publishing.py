@@ -7,17 +7,19 @@ when the asset returns. The IO manager reads the same store back for downstream 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
 
-from assets.params import section, section_hash, settings_from
-from resources.artifacts import artifact
+from assets import stages
+from assets.params import config_class, section_hash, setting_values, settings_from
+from assets.shared.errors import InputError
+from resources.artifacts import ArtifactStore
 from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
 from resources.storage import StorageResource
@@ -27,55 +29,27 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-
-# The code and params each dvc.yaml stage depends on: its DVC deps (besides upstream outputs) and the
-# inputs of its Dagster code version, so both tools agree on what a code or params edit invalidates.
-# tests/test_dvc_sync.py holds dvc.yaml to this table.
-_SCHEMA = "assets/schema.py"
-STAGE_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "raw_examples": (("assets/ingest", _SCHEMA), ("data",)),
-    "clean": (("assets/clean", _SCHEMA), ("clean",)),
-    "augmented_examples": (
-        (
-            "assets/augment",
-            _SCHEMA,
-            "resources/translators.py",
-            "resources/model_source.py",
-            "resources/embedded/tiny_marian.py",
-        ),
-        ("augment",),
-    ),
-    "split": (("assets/split", _SCHEMA), ("split",)),
-    "base_model": (
-        (
-            "assets/base",
-            _SCHEMA,
-            "resources/model_loading.py",
-            "resources/model_source.py",
-            "resources/embedded/tiny_lm.py",
-        ),
-        ("train.base_model",),
-    ),
-    "adapter": (("assets/train", _SCHEMA), ("train",)),
-    "evaluation_report": (("assets/evaluate", _SCHEMA), ("evaluate",)),
-    "registered_adapter": (("assets/registry", _SCHEMA), ("registry",)),
-    "merged_model": (("assets/export", _SCHEMA), ("export",)),
-}
+# Tags Dagster itself puts on a materialization (dagster._core.definitions.data_version); a runtime
+# AssetMaterialization must carry them for staleness to work.
+DATA_VERSION_TAG = "dagster/data_version"
+DATA_VERSION_IS_USER_PROVIDED_TAG = "dagster/data_version_is_user_provided"
+CODE_VERSION_TAG = "dagster/code_version"
 
 
-def code_version(stage: str) -> str:
-    """Hash of a stage's source files and params (STAGE_SOURCES): Dagster marks the asset stale when
-    it changes, as DVC marks the stage changed."""
-    paths, sections = STAGE_SOURCES[stage]
-    files: list[Path] = []
-    for name in paths:
-        path = PROJECT_ROOT / name
-        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    digest = hashlib.sha256(section_hash(sections).encode())
-    for path in files:
-        digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode())
-        digest.update(path.read_bytes() if path.exists() else b"")
+def code_version(stage_name: str) -> str:
+    """Hash of a stage's code files (computed from its imports, see assets/stages.py) and of its params:
+    Dagster marks the asset stale when it changes, as DVC marks the stage changed."""
+    stage = stages.stage(stage_name)
+    digest = hashlib.sha256(section_hash(stage.params).encode())
+    for name in stages.code_files(stage_name):
+        digest.update(name.encode())
+        digest.update((PROJECT_ROOT / name).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def artifact_store(storage: StorageResource) -> ArtifactStore:
+    """The artifact store of the pipeline's stage table under the storage root."""
+    return storage.store(stages.ARTIFACTS)
 
 
 class Stopwatch:
@@ -89,59 +63,107 @@ class Stopwatch:
         return round(time.perf_counter() - self.start, 2)
 
 
-def config_overrides(config: dg.Config, section_name: str, fields: Sequence[str] | None = None) -> list[str]:
-    """Fields of a run's config that differ from params.yaml (launchpad overrides), optionally only
-    among ``fields``: the ones the stage's output depends on."""
-    defaults = section(section_name)
+def stage_config(stage_name: str) -> type[dg.Config]:
+    """The Dagster Config class of a stage: one field per setting of its params entries (the stage
+    table), defaulting to params.yaml, so the launchpad can override any of them for one run."""
+    stage = stages.stage(stage_name)
+    return config_class(stage_name, dg.Config, entries=stage.params, exclude=stage.config_exclude)
+
+
+def current_config(stage_name: str) -> dict[str, Any]:
+    """A stage's config values from params.yaml as it is now (what a run launched now should use)."""
+    stage = stages.stage(stage_name)
+    values = setting_values(stage.params)
+    return {key: value for key, value in values.items() if key not in stage.config_exclude}
+
+
+def config_overrides(config: dg.Config, stage_name: str) -> list[str]:
+    """Fields of a run's config that differ from params.yaml as it is now: launchpad overrides, or
+    defaults that went stale because params.yaml changed after the definitions were loaded."""
+    current = current_config(stage_name)
     values = config.model_dump()
-    names = fields if fields is not None else values
-    return sorted(name for name in names if values[name] != defaults.get(name))
+    return sorted(name for name in values if values[name] != current.get(name))
 
 
 def record_stage(
+    context: dg.AssetExecutionContext,
+    config: dg.Config,
     storage: StorageResource,
     dvc: DvcResource,
     outputs: dict[str, dict[str, Any]],
     stopwatch: Stopwatch,
-    *,
-    overridden: Sequence[str] = (),
 ) -> Iterator[dg.MaterializeResult]:
-    """Record the stage that wrote ``outputs`` (asset key -> metadata) in DVC, then report each asset
-    with its DVC md5 as data version. All outputs must already be written.
+    """Record the stage that wrote ``outputs`` (every asset key of the stage -> its metadata) in DVC,
+    then report each asset with its DVC md5 as data version. All outputs must already be written.
 
-    A run whose config overrides params.yaml (``overridden`` names the fields) is not recorded: dvc.lock
-    would pair these outputs with params they were not made from. `dvc status` then shows the stage as
-    changed until a run with the params.yaml settings (or `dvc commit`) records it.
+    A run whose config differs from params.yaml is not recorded: dvc.lock would pair these outputs with
+    params they were not made from. `dvc status` then shows the stage as changed until a run with the
+    params.yaml settings (or `dvc commit`) records it.
+
+    A stage's outputs are always written together, so they stay consistent with each other. When a
+    selection names only some of them (``--select test_split``), the others are reported as runtime
+    materializations with their own data version, so Dagster's lineage and staleness see every write.
     """
-    stages = {artifact(key).stage for key in outputs}
-    assert len(stages) == 1, f"outputs of one call must come from one dvc stage, got {stages}"
-    store = storage.store()
+    [stage_name] = {stages.STAGE_OF_KEY[key].name for key in outputs}
+    assert set(outputs) == set(stages.stage(stage_name).keys), f"{stage_name} must report every output"
+    store = artifact_store(storage)
     # Hash before recording: the data version is what this run wrote.
     md5s = {key: store.md5(key) for key in outputs}
+    log = dg.get_dagster_logger()
+    overridden = config_overrides(config, stage_name)
     if overridden:
         committed = False
-        dg.get_dagster_logger().warning(
-            f"Not recorded in DVC: this run overrides params.yaml ({', '.join(overridden)})."
+        log.warning(
+            f"Not recorded in DVC: this run's settings differ from params.yaml ({', '.join(overridden)})."
         )
     else:
-        committed = dvc.record(stages.pop())
-    log = dg.get_dagster_logger()
+        committed = dvc.record(stage_name)
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    settings = {"settings": dg.MetadataValue.json(config.model_dump())}
+    if overridden:
+        settings["params_overridden"] = ", ".join(overridden)
     for key, metadata in outputs.items():
         rows = f"{metadata['dagster/row_count']} rows, " if "dagster/row_count" in metadata else ""
         log.info(f"{key}: {rows}md5 {md5s[key]}, {stopwatch.seconds:.1f} s")
-        extra = {"params_overridden": ", ".join(overridden)} if overridden else {}
-        yield dg.MaterializeResult(
-            asset_key=key,
-            data_version=dg.DataVersion(md5s[key]),
-            metadata={
-                **metadata,
-                **extra,
-                "dvc_md5": md5s[key],
-                "dvc_recorded": committed,
-                "path": dg.MetadataValue.path(str(store.path(key))),
-                "duration_s": stopwatch.seconds,
-            },
-        )
+        full = {
+            **metadata,
+            **settings,
+            "dvc_md5": md5s[key],
+            "dvc_recorded": committed,
+            "path": dg.MetadataValue.path(str(store.path(key))),
+            "duration_s": stopwatch.seconds,
+        }
+        if key in selected:
+            yield dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(md5s[key]), metadata=full)
+        else:
+            full["written_with"] = (
+                f"{', '.join(sorted(selected))} (outputs of stage {stage_name} are written together)"
+            )
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=key,
+                    metadata=full,
+                    tags={
+                        DATA_VERSION_TAG: md5s[key],
+                        DATA_VERSION_IS_USER_PROVIDED_TAG: "true",
+                        CODE_VERSION_TAG: code_version(stage_name),
+                    },
+                )
+            )
+
+
+def recorded_settings(context: dg.AssetExecutionContext, key: str, md5: str) -> dict[str, Any] | None:
+    """The settings the materialization that wrote ``key``'s current bytes (DVC md5 ``md5``) ran with,
+    from the Dagster event log; None when no recent materialization wrote these bytes (e.g. they came
+    from `dvc checkout`, or from a version of the pipeline that did not record settings)."""
+    records = context.instance.fetch_materializations(dg.AssetKey(key), limit=20).records
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is None or materialization.tags.get(DATA_VERSION_TAG) != md5:
+            continue
+        settings = materialization.metadata.get("settings")
+        return settings.value if settings is not None else None
+    return None
 
 
 def dataset_metadata(dataset: Dataset) -> dict[str, Any]:
@@ -168,6 +190,16 @@ def counts_by(dataset: Dataset, column: str) -> Counter[str]:
 def fail(message: str) -> dg.Failure:
     """A user-facing failure: Dagster shows the message, not a traceback of our internals."""
     return dg.Failure(description=message, allow_retries=False)
+
+
+@contextlib.contextmanager
+def user_errors(stage_name: str) -> Iterator[None]:
+    """Turn an :class:`InputError` raised by logic modules (bad data or settings, see
+    assets/shared/errors.py) into a Failure with its message; any other exception keeps its traceback."""
+    try:
+        yield
+    except InputError as exc:
+        raise fail(f"{stage_name}: {exc}") from None
 
 
 def stage_settings(cls: type[T], values: dict[str, Any]) -> T:

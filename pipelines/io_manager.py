@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.stages import ARTIFACTS
 from resources.storage import StorageResource
 
 
@@ -24,4 +25,4 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
             )
 
     def load_input(self, context: dg.InputContext) -> Any:
-        return self.storage.store().load(context.asset_key.to_user_string())
+        return self.storage.store(ARTIFACTS).load(context.asset_key.to_user_string())

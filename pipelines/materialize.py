@@ -14,16 +14,15 @@ import os
 import sys
 from typing import Any
 
+from assets.stages import stage
 from pipelines.instance import ensure_dagster_home
-from resources.artifacts import ARTIFACTS
 
 
-def stage_keys(stage: str) -> list[str]:
-    keys = [key for key, art in ARTIFACTS.items() if art.stage == stage]
-    if not keys:
-        stages = sorted({art.stage for art in ARTIFACTS.values()})
-        raise SystemExit(f"Unknown stage '{stage}'. Stages: {', '.join(stages)}.")
-    return keys
+def stage_keys(name: str) -> list[str]:
+    try:
+        return list(stage(name).keys)
+    except KeyError as exc:
+        raise SystemExit(exc.args[0]) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Where every persisted asset lives on disk, and how it is written and read back.
 
-One table (ARTIFACTS) maps each asset key to its path, its kind and the dvc.yaml stage that produces it;
-the IO manager, the DVC resource and the dvc.yaml sync test all read it. Plain Python: no dagster.
+The store is given a table of artifacts (asset key -> path, kind and the dvc.yaml stage that writes it);
+the pipeline's table is derived from the stage table in assets/stages.py. Plain Python: no dagster.
 
 Writes are atomic: a dataset is written to a temporary file beside its target and renamed over it; a
 model directory is built in a temporary directory and swapped in. A failed run therefore leaves the
@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,34 +35,8 @@ class Artifact:
     stage: str  # the dvc.yaml stage that writes it
 
 
-ARTIFACTS: dict[str, Artifact] = {
-    a.key: a
-    for a in (
-        Artifact("raw_examples", "data/raw_examples.parquet", "dataset", "raw_examples"),
-        Artifact("clean_examples", "data/clean_examples.parquet", "dataset", "clean"),
-        Artifact("rejected_examples", "data/rejected_examples.parquet", "dataset", "clean"),
-        Artifact("augmented_examples", "data/augmented_examples.parquet", "dataset", "augmented_examples"),
-        Artifact("train_split", "data/splits/train.parquet", "dataset", "split"),
-        Artifact("validation_split", "data/splits/validation.parquet", "dataset", "split"),
-        Artifact("test_split", "data/splits/test.parquet", "dataset", "split"),
-        Artifact("base_model", "models/base_model", "directory", "base_model"),
-        Artifact("adapter", "models/adapter", "directory", "adapter"),
-        Artifact("evaluation_report", "models/evaluation_report.json", "json", "evaluation_report"),
-        Artifact("registered_adapter", "models/registered_adapter.json", "json", "registered_adapter"),
-        Artifact("merged_model", "models/merged_model", "directory", "merged_model"),
-    )
-}
-
-
 class MissingArtifactError(FileNotFoundError):
     """An upstream asset has not been materialized yet."""
-
-
-def artifact(key: str) -> Artifact:
-    try:
-        return ARTIFACTS[key]
-    except KeyError as exc:
-        raise KeyError(f"No artifact is declared for asset '{key}'; add it to ARTIFACTS.") from exc
 
 
 def dvc_md5(path: Path) -> str:
@@ -89,13 +63,21 @@ def _file_md5(path: Path) -> str:
 
 
 class ArtifactStore:
-    """Reads and writes the artifacts of one project root."""
+    """Reads and writes the artifacts of one project root; ``artifacts`` maps each asset key to where
+    and how it is stored."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, artifacts: Mapping[str, Artifact]) -> None:
         self.root = Path(root)
+        self.artifacts = artifacts
+
+    def artifact(self, key: str) -> Artifact:
+        try:
+            return self.artifacts[key]
+        except KeyError:
+            raise KeyError(f"No artifact is declared for asset {key!r}; add it to the stage table.") from None
 
     def path(self, key: str) -> Path:
-        return self.root / artifact(key).path
+        return self.root / self.artifact(key).path
 
     def require(self, key: str) -> Path:
         path = self.path(key)
@@ -156,7 +138,7 @@ class ArtifactStore:
     # directories --------------------------------------------------------------------------------
     def load(self, key: str) -> Any:
         """The value downstream assets receive: a Dataset, a directory Path, or a dict."""
-        kind = artifact(key).kind
+        kind = self.artifact(key).kind
         if kind == "dataset":
             return self.read_dataset(key)
         if kind == "json":

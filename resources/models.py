@@ -40,6 +40,13 @@ class ModelLoader(dg.ConfigurableResource):
             # Where the weights are on this machine; base_model.json itself stays machine-independent.
             return {**info, "weights_at": resolve_model_source(out_dir)}
 
+    def base_record(self, base_dir: Path) -> dict[str, Any]:
+        """The ``base_model.json`` record of a base_model directory (``source``, ``kind``...)."""
+        from resources.model_loading import read_base_model_record
+
+        with _people_errors():
+            return read_base_model_record(base_dir)
+
     def causal_lm(self, base_dir: Path, *, quantization: str | None, dtype: str = "float32") -> Any:
         from resources.model_loading import load_causal_lm
 

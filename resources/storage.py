@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import dagster as dg
 
-from resources.artifacts import ArtifactStore
+from resources.artifacts import Artifact, ArtifactStore
 from resources.project import PROJECT_ROOT
 
 
@@ -13,7 +16,6 @@ class StorageResource(dg.ConfigurableResource):
 
     root: str = str(PROJECT_ROOT)
 
-    def store(self) -> ArtifactStore:
-        from pathlib import Path
-
-        return ArtifactStore(Path(self.root))
+    def store(self, artifacts: Mapping[str, Artifact]) -> ArtifactStore:
+        """The store of this root for ``artifacts`` (the pipeline's table: assets/stages.py)."""
+        return ArtifactStore(Path(self.root), artifacts)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from assets.schema import example_features, to_dataset
+from assets.shared.schema import example_features, to_dataset
+from assets.stages import ARTIFACTS
 from resources.artifacts import ArtifactStore, MissingArtifactError, atomic_directory, dvc_md5
 
 UTC = dt.UTC
@@ -27,7 +28,7 @@ def _rows(n: int) -> list[dict]:
 
 
 def test_dataset_round_trip_is_byte_stable(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+    store = ArtifactStore(tmp_path, ARTIFACTS)
     dataset = to_dataset(_rows(3), example_features())
     store.write_dataset("clean_examples", dataset)
     first = store.md5("clean_examples")
@@ -40,11 +41,11 @@ def test_dataset_round_trip_is_byte_stable(tmp_path: Path) -> None:
 
 def test_missing_artifact_names_the_asset(tmp_path: Path) -> None:
     with pytest.raises(MissingArtifactError, match="materialize asset 'adapter'"):
-        ArtifactStore(tmp_path).load("adapter")
+        ArtifactStore(tmp_path, ARTIFACTS).load("adapter")
 
 
 def test_failed_directory_write_keeps_the_previous_version(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+    store = ArtifactStore(tmp_path, ARTIFACTS)
     with atomic_directory(store.path("adapter")) as staging:
         (staging / "weights.bin").write_bytes(b"good")
     with pytest.raises(RuntimeError), atomic_directory(store.path("adapter")) as staging:
@@ -57,7 +58,7 @@ def test_failed_directory_write_keeps_the_previous_version(tmp_path: Path) -> No
 def test_failed_write_of_a_stage_keeps_every_previous_version(tmp_path: Path, monkeypatch) -> None:
     import pyarrow.parquet as pq
 
-    store = ArtifactStore(tmp_path)
+    store = ArtifactStore(tmp_path, ARTIFACTS)
     store.write_datasets(
         {key: to_dataset(_rows(2), example_features()) for key in ("train_split", "test_split")}
     )

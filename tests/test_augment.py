@@ -15,7 +15,7 @@ from assets.augment.paraphrase_filter import (
     dice_similarity,
     judge_paraphrase,
 )
-from assets.schema import example_features, normalize_text, to_dataset
+from assets.shared.schema import example_features, normalize_text, to_dataset
 
 BOUNDS = ParaphraseFilterSettings(
     min_similarity=0.3, max_similarity=0.95, min_length_ratio=0.5, max_length_ratio=2.0

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from assets.stages import ARTIFACTS
 from resources.storage import StorageResource
 from tests.conftest import materialize_raw
 
@@ -35,7 +36,7 @@ def test_bad_rows_are_kept_with_their_error(tmp_path: Path) -> None:
     )
     result = materialize_raw(tmp_path, raw)
     assert result.success
-    loaded = StorageResource(root=str(tmp_path)).store().read_dataset("raw_examples")
+    loaded = StorageResource(root=str(tmp_path)).store(ARTIFACTS).read_dataset("raw_examples")
     assert len(loaded) == 4
     errors = [e.split(":")[0] if e else None for e in loaded["error"]]
     assert errors == [None, "malformed_json", "not_an_object", "bad_timestamp"]
@@ -55,7 +56,7 @@ def test_unusable_file_fails_clearly_and_keeps_the_last_good_version(
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps(GOOD_ROW) + "\n")
     assert materialize_raw(tmp_path, good).success
-    store = StorageResource(root=str(tmp_path)).store()
+    store = StorageResource(root=str(tmp_path)).store(ARTIFACTS)
     before = store.md5("raw_examples")
 
     bad = tmp_path / name

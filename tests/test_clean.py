@@ -26,7 +26,7 @@ from assets.clean.embed import embed_texts, make_embedder
 from assets.clean.filters import row_filters, validate_row
 from assets.clean.pipeline import CleanResult, CleanSettings, clean_rows
 from assets.clean.quality import _near_duplicate_clusters, cosine_knn_graph, find_quality_issues
-from assets.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, REJECTION_COLUMNS
+from assets.shared.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, REJECTION_COLUMNS
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 

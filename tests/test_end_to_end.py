@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from assets.stages import ARTIFACTS
 from pipelines.workspace import copy_project, run_in
-from resources.artifacts import ARTIFACTS, dvc_md5
+from resources.artifacts import dvc_md5
 
 # Small enough for a 2-core CI machine; the filter bounds are opened up so that the random embedded
 # translators' paraphrases reach the training split and their lineage can be checked.

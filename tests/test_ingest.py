@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 
 from assets.ingest.normalize import (
-    RowError,
     derived_id,
     mark_duplicate_ids,
     normalize_file,
     normalize_record,
-    parse_timestamp,
 )
 from assets.ingest.readers import IngestError, RawRecord, read_records, row_to_raw
+from assets.shared.timestamps import TimestampError, parse_timestamp
 
 MAX_CHARS = 8000
 UTC = dt.UTC
@@ -194,7 +193,7 @@ def test_alpaca_and_chat_rows_become_messages(value: dict[str, Any], messages: l
 
 
 def test_row_has_every_raw_column_and_passes_optional_fields_through() -> None:
-    from assets.schema import raw_features, to_dataset
+    from assets.shared.schema import raw_features, to_dataset
 
     value = {**CHAT, "category": " math ", "lang": "en", "source": "team", "group_id": 12, "extra": 1}
     row = normalize(value, line=3)
@@ -375,7 +374,7 @@ def test_timestamps_become_utc(value: object, expected: dt.datetime) -> None:
     ],
 )
 def test_bad_timestamps(value: object, reason: str) -> None:
-    with pytest.raises(RowError) as info:
+    with pytest.raises(TimestampError) as info:
         parse_timestamp(value, field="timestamp")
     assert info.value.reason == reason and "'timestamp'" in str(info.value)
 

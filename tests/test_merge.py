@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from assets.export.merge import VERIFICATION_FILE, MergeVerificationError, merge_and_verify
-from assets.train.qlora import TRAINING_CONFIG_FILE
+from assets.shared.errors import InputError
+from assets.shared.training_record import TRAINING_CONFIG_FILE, TrainingRecord, TrainingRecordError
 from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
 
 PROMPTS = ["What is 3 plus 3?", "Hallo Welt, wie geht es dir heute?"]
@@ -29,7 +30,9 @@ def base_and_adapter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     adapter = root / "adapter"
     get_peft_model(model, lora).save_pretrained(adapter)
     load_tokenizer(base).save_pretrained(adapter)
-    (adapter / TRAINING_CONFIG_FILE).write_text(json.dumps({"settings": {"quantization": "nf4"}}))
+    TrainingRecord(
+        settings={"quantization": "nf4", "max_seq_length": 64}, base_model={"source": "embedded"}
+    ).write(adapter)
     return base, adapter
 
 
@@ -101,11 +104,11 @@ def test_unfaithful_merge_is_refused_and_the_previous_export_kept(
 
 def test_bad_inputs_are_explained(base_and_adapter: tuple[Path, Path], tmp_path: Path) -> None:
     base, adapter = base_and_adapter
-    with pytest.raises(ValueError, match="verify_prompts is empty"):
+    with pytest.raises(InputError, match="No prompt to verify"):
         merge_and_verify(
             base, adapter, tmp_path / "m", dtype="float32", max_abs_logit_diff=1e-3, verify_prompts=[]
         )
-    with pytest.raises(FileNotFoundError, match=TRAINING_CONFIG_FILE):
+    with pytest.raises(TrainingRecordError, match=TRAINING_CONFIG_FILE):
         merge_and_verify(
             base, tmp_path, tmp_path / "m", dtype="float32", max_abs_logit_diff=1e-3, verify_prompts=PROMPTS
         )

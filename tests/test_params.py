@@ -76,7 +76,7 @@ def params_root(tmp_path: Path, old: str, new: str) -> Path:
 def test_unquoted_dates_become_iso_strings_and_config_classes_still_build(
     tmp_path: Path, line: str, expected: str
 ) -> None:
-    from assets.split.timesplit import parse_cutoff
+    from assets.shared.timestamps import parse_cutoff
 
     root = params_root(tmp_path, "validation_start: null", line)
     assert section("split", root)["validation_start"] == expected

@@ -14,7 +14,7 @@ import pytest
 
 from assets.evaluate import scoring
 from assets.evaluate.scoring import METRICS_DIR, EvalSettings, generate_answers, perplexity, score_model
-from assets.train.tokenize import tokenize_conversation
+from assets.shared.chat import tokenize_conversation
 from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
 
 ROWS = [

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from assets.shared.groups import group_rows
 from assets.split.leakage import find_leaks
-from assets.split.timesplit import NEVER, SplitResult, SplitSettings, group_rows, split_by_time
+from assets.split.timesplit import NEVER, SplitResult, SplitSettings, split_by_time
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 BY_FRACTION = SplitSettings(

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from assets.train.qlora import LOSS_HISTORY_FILE, TRAINING_CONFIG_FILE, TrainSettings, train_adapter
-from assets.train.tokenize import (
+from assets.shared.chat import (
     IGNORE_INDEX,
     ChatTemplateError,
     pad_batch,
@@ -19,6 +18,8 @@ from assets.train.tokenize import (
     tokenize_conversation,
     tokenize_rows,
 )
+from assets.shared.training_record import TRAINING_CONFIG_FILE, read_training_record
+from assets.train.qlora import LOSS_HISTORY_FILE, TrainSettings, train_adapter
 from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +64,8 @@ def _labelled_text(tokenizer: Any, feature: dict[str, list[int]]) -> str:
 
 def _settings(**overrides: Any) -> TrainSettings:
     values = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]
+    # The base is the base_model asset's setting; training reads it from that asset's record.
+    values.pop("base_model")
     values.update(batch_size=4, max_seq_length=64, learning_rate=0.01, epochs=1)
     values.update(overrides)
     return TrainSettings.from_mapping(values)
@@ -173,7 +176,13 @@ def test_settings_name_the_wrong_field(field: str, value: Any) -> None:
 def _train(base_dir: Path, out_dir: Path, **overrides: Any) -> Any:
     model = load_causal_lm(base_dir, quantization="nf4", dtype="float32", device="cpu")
     return train_adapter(
-        model, load_tokenizer(base_dir), _rows(16), _rows(4, 100), _settings(**overrides), out_dir
+        model,
+        load_tokenizer(base_dir),
+        _rows(16),
+        _rows(4, 100),
+        _settings(**overrides),
+        out_dir,
+        base_model_source="embedded",
     )
 
 
@@ -199,6 +208,8 @@ def test_train_adapter_learns_and_writes_a_reproducible_adapter(base_dir: Path, 
     assert PeftConfig.from_pretrained(out).r == 8
     record = json.loads((out / TRAINING_CONFIG_FILE).read_text())
     assert record["settings"]["quantization"] == "nf4" and record["steps"] == 8
+    assert record["base_model"]["source"] == "embedded"
+    assert read_training_record(out).quantization == "nf4" and read_training_record(out).max_seq_length == 64
     assert "transformers" in record["library_versions"]
     assert json.loads((out / LOSS_HISTORY_FILE).read_text()) == result.loss_history
     assert [p.name for p in tmp_path.iterdir()] == ["a"], "scratch or staging directories were left behind"
@@ -212,7 +223,13 @@ def test_train_adapter_without_usable_rows_writes_nothing(base_dir: Path, tmp_pa
     model = load_causal_lm(base_dir, quantization="nf4", dtype="float32", device="cpu")
     with pytest.raises(ValueError, match="max_seq_length"):
         train_adapter(
-            model, load_tokenizer(base_dir), _rows(3), [], _settings(max_seq_length=4), tmp_path / "a"
+            model,
+            load_tokenizer(base_dir),
+            _rows(3),
+            [],
+            _settings(max_seq_length=4),
+            tmp_path / "a",
+            base_model_source="embedded",
         )
     assert not (tmp_path / "a").exists()
 
@@ -221,7 +238,13 @@ def test_train_adapter_rejects_an_unknown_optimizer(base_dir: Path, tmp_path: Pa
     model = load_causal_lm(base_dir, quantization="nf4", dtype="float32", device="cpu")
     with pytest.raises(ValueError, match=r"train\.optimizer"):
         train_adapter(
-            model, load_tokenizer(base_dir), _rows(3), [], _settings(optimizer="sgdd"), tmp_path / "a"
+            model,
+            load_tokenizer(base_dir),
+            _rows(3),
+            [],
+            _settings(optimizer="sgdd"),
+            tmp_path / "a",
+            base_model_source="embedded",
         )
 
 
@@ -230,5 +253,7 @@ def test_full_precision_lora_reports_no_validation_loss_without_validation_rows(
 ) -> None:
     model = load_causal_lm(base_dir, quantization=None, dtype="float32", device="cpu")
     settings = _settings(quantization=None, max_steps=2)
-    result = train_adapter(model, load_tokenizer(base_dir), _rows(8), [], settings, tmp_path / "a")
+    result = train_adapter(
+        model, load_tokenizer(base_dir), _rows(8), [], settings, tmp_path / "a", base_model_source="embedded"
+    )
     assert result.steps == 2 and result.eval_loss is None and result.validation_examples == 0

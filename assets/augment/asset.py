@@ -4,15 +4,15 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.params import config_class
 from assets.publishing import (
     Stopwatch,
+    artifact_store,
     code_version,
-    config_overrides,
     count_table,
     dataset_metadata,
     fail,
     record_stage,
+    stage_config,
     stage_settings,
 )
 from assets.types import Dataset
@@ -20,7 +20,7 @@ from resources.dvc import DvcResource
 from resources.models import ModelLoader
 from resources.storage import StorageResource
 
-AugmentConfig = config_class("augment", dg.Config)
+AugmentConfig = stage_config("augmented_examples")
 
 
 @dg.asset(
@@ -30,6 +30,7 @@ AugmentConfig = config_class("augment", dg.Config)
     tags={"stage": "augment"},
 )
 def augmented_examples(
+    context: dg.AssetExecutionContext,
     config: AugmentConfig,
     clean_examples: Dataset,
     storage: StorageResource,
@@ -41,7 +42,7 @@ def augmented_examples(
     `created_at`, so it always follows its source into the training split. Paraphrases that fail the
     quality filter (too close, too far, wrong length) are dropped and counted by reason."""
     from assets.augment.backtranslate import AugmentSettings, back_translate_rows
-    from assets.schema import example_features, to_dataset
+    from assets.shared.schema import example_features, to_dataset
 
     stopwatch = Stopwatch()
     rows = clean_examples.to_list()
@@ -65,7 +66,7 @@ def augmented_examples(
         result = back_translate_rows(rows, forward=forward, backward=backward, settings=settings)
         new_rows, counts = result.rows, result.counts
     dataset = to_dataset(rows + new_rows, example_features())
-    storage.store().write_dataset("augmented_examples", dataset)
+    artifact_store(storage).write_dataset("augmented_examples", dataset)
     metadata = {
         **dataset_metadata(dataset),
         "clean_rows": len(rows),
@@ -73,5 +74,4 @@ def augmented_examples(
         "paraphrases_by_outcome": count_table(counts.items(), "outcome"),
         "translators": f"{config.forward_model} / {config.backward_model}" if config.enabled else "disabled",
     }
-    overridden = config_overrides(config, "augment")
-    yield from record_stage(storage, dvc, {"augmented_examples": metadata}, stopwatch, overridden=overridden)
+    yield from record_stage(context, config, storage, dvc, {"augmented_examples": metadata}, stopwatch)

@@ -4,26 +4,28 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.params import config_class
 from assets.publishing import (
     Stopwatch,
+    artifact_store,
     code_version,
-    config_overrides,
     count_table,
     counts_by,
     dataset_metadata,
     record_stage,
+    stage_config,
     stage_settings,
 )
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.storage import StorageResource
 
-CleanConfig = config_class("clean", dg.Config)
+CleanConfig = stage_config("clean")
 
 
 @dg.multi_asset(
     name="clean",
+    # A selection may name one output; both are always written (see record_stage).
+    can_subset=True,
     specs=[
         dg.AssetSpec(
             "clean_examples",
@@ -45,16 +47,20 @@ CleanConfig = config_class("clean", dg.Config)
     op_tags={"stage": "clean"},
 )
 def clean(
-    config: CleanConfig, raw_examples: Dataset, storage: StorageResource, dvc: DvcResource
+    context: dg.AssetExecutionContext,
+    config: CleanConfig,
+    raw_examples: Dataset,
+    storage: StorageResource,
+    dvc: DvcResource,
 ) -> Iterator[dg.MaterializeResult]:
     from assets.clean.pipeline import CleanSettings, clean_rows
-    from assets.schema import example_features, rejected_features, to_dataset
+    from assets.shared.schema import example_features, rejected_features, to_dataset
 
     stopwatch = Stopwatch()
     result = clean_rows(raw_examples.to_list(), stage_settings(CleanSettings, config.model_dump()))
     kept = to_dataset(result.kept, example_features())
     rejected = to_dataset(result.rejected, rejected_features())
-    store = storage.store()
+    store = artifact_store(storage)
     store.write_datasets({"clean_examples": kept, "rejected_examples": rejected})
     outputs = {
         "clean_examples": {
@@ -77,8 +83,7 @@ def clean(
             "drops_by_stage": count_table(counts_by(rejected, "stage").items(), "stage"),
         },
     }
-    overridden = config_overrides(config, "clean")
-    yield from record_stage(storage, dvc, outputs, stopwatch, overridden=overridden)
+    yield from record_stage(context, config, storage, dvc, outputs, stopwatch)
 
 
 @dg.asset_check(

@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from assets.schema import conversation_text, normalize_text
+from assets.shared.groups import UnionFind, same_group
+from assets.shared.schema import normalize_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,11 +33,6 @@ MINHASH_SEED = 1
 # LSH bands are chosen so that a pair exactly at the threshold becomes a candidate with at least this
 # probability; false candidates are cheap because every candidate is verified with the true Jaccard.
 _CANDIDATE_RECALL = 0.99
-
-
-def conversation_key(messages: list[dict[str, str]]) -> str:
-    """The normalized text of a conversation: the identity used by dedup and the leakage check."""
-    return normalize_text(conversation_text(messages))
 
 
 def text_hash(text: str) -> str:
@@ -93,11 +89,6 @@ def find_prefix_duplicates(conversations: Sequence[Sequence[Mapping[str, str]]])
         for index, chain in enumerate(chains)
         if chain and chain[-1] in containers
     }
-
-
-def same_group(groups: Sequence[str | None] | None, left: int, right: int) -> bool:
-    """Whether two rows belong to one non-null group, and so must not be linked as near duplicates."""
-    return groups is not None and groups[left] is not None and groups[left] == groups[right]
 
 
 def _check_groups(groups: Sequence[str | None] | None, size: int) -> None:
@@ -174,39 +165,6 @@ def candidate_pairs(signatures: np.ndarray, *, bands: int, rows: int) -> list[tu
             for position, left in enumerate(members):
                 pairs.update((left, right) for right in members[position + 1 :])
     return sorted(pairs)
-
-
-class UnionFind:
-    """Disjoint sets whose root is always the smallest index, i.e. the earliest row in file order."""
-
-    def __init__(self, size: int) -> None:
-        self._parent = list(range(size))
-
-    def find(self, index: int) -> int:
-        root = index
-        while self._parent[root] != root:
-            root = self._parent[root]
-        while self._parent[index] != root:
-            self._parent[index], index = root, self._parent[index]
-        return root
-
-    def union(self, left: int, right: int) -> None:
-        left_root, right_root = self.find(left), self.find(right)
-        if left_root != right_root:
-            self._parent[max(left_root, right_root)] = min(left_root, right_root)
-
-    def duplicates(self, indices: Sequence[int], groups: Sequence[str | None] | None) -> dict[int, int]:
-        """Map each of ``indices`` that is not its cluster's root to the root, the row that is kept.
-
-        A member of the root's own group is kept too: it can reach the cluster only through other rows
-        (pairs within a group are never linked), and it is an alternative of the kept row, not a copy.
-        """
-        duplicates = {}
-        for index in indices:
-            root = self.find(index)
-            if root != index and not same_group(groups, index, root):
-                duplicates[index] = root
-        return duplicates
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,21 @@
-"""Row validation filters for the ``validate`` cleaning stage.
+"""Row validation filters for the ``ingest`` and ``validate`` cleaning stages.
 
-Each filter looks at one row and answers "keep?": ``None`` to keep it, or a :class:`Verdict` saying why
+Each filter looks at one row and answers "keep?": ``None`` to keep it, or a :class:`Rejection` saying why
 not (a short machine ``reason`` and a human ``detail``), in the spirit of datatrove's filters. The first
-failing filter decides the verdict, so the order of :func:`row_filters` is the order of precedence.
+failing filter decides, so the order of :func:`row_filters` is the order of precedence;
+:func:`assets.clean.steps.each_row` turns them into a pipeline step. :func:`find_reused_ids` is the one
+validation that needs every row at once.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from assets.schema import ROLES
+from assets.clean.steps import Rejection
+from assets.shared.schema import ROLES
 
 # Whitespace control characters are ordinary text; every other control or format-breaking code point
 # (C0, DEL, C1) is a sign of binary garbage or a broken export.
@@ -22,93 +24,94 @@ _ALLOWED_CONTROLS = frozenset("\n\r\t")
 _REPLACEMENT_CHARACTER = "\ufffd"
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """Why a row is rejected: a short machine code and a sentence for the person reading the audit."""
-
-    reason: str
-    detail: str
+RowFilter = Callable[[dict[str, Any]], Rejection | None]
 
 
-RowFilter = Callable[[dict[str, Any]], Verdict | None]
+def check_ingest_error(row: dict[str, Any]) -> Rejection | None:
+    """Reject a row the reader could not normalize (its ``error`` is set); the reason is the error's code,
+    the text before its first colon (e.g. ``malformed_json: line 2: ...``)."""
+    error = row.get("error")
+    if error is None:
+        return None
+    return Rejection(str(error).split(":", 1)[0].strip() or "ingest_error", str(error))
 
 
-def check_id(row: dict[str, Any]) -> Verdict | None:
+def check_id(row: dict[str, Any]) -> Rejection | None:
     """Every row needs a non-empty string id: splits, dedup and lineage refer to rows by id."""
     value = row.get("id")
     if not isinstance(value, str) or not value.strip():
-        return Verdict("missing_id", f"'id' must be a non-empty string, got {value!r}")
+        return Rejection("missing_id", f"'id' must be a non-empty string, got {value!r}")
     return None
 
 
-def check_created_at(row: dict[str, Any]) -> Verdict | None:
+def check_created_at(row: dict[str, Any]) -> Rejection | None:
     """The time split needs a timezone-aware timestamp on every row."""
     value = row.get("created_at")
     if not isinstance(value, datetime):
-        return Verdict("missing_created_at", f"'created_at' must be a timestamp, got {value!r}")
+        return Rejection("missing_created_at", f"'created_at' must be a timestamp, got {value!r}")
     if value.tzinfo is None:
-        return Verdict("naive_created_at", f"'created_at' {value.isoformat()} has no time zone")
+        return Rejection("naive_created_at", f"'created_at' {value.isoformat()} has no time zone")
     return None
 
 
-def check_messages(row: dict[str, Any]) -> Verdict | None:
+def check_messages(row: dict[str, Any]) -> Rejection | None:
     """``messages`` is a non-empty list of ``{role, content}`` objects with string values."""
     messages = row.get("messages")
     if not isinstance(messages, list) or not messages:
-        return Verdict("missing_messages", f"'messages' must be a non-empty list, got {messages!r:.80}")
+        return Rejection("missing_messages", f"'messages' must be a non-empty list, got {messages!r:.80}")
     for turn, message in enumerate(messages, start=1):
         if not isinstance(message, dict):
-            return Verdict(
+            return Rejection(
                 "malformed_message", f"turn {turn} is {type(message).__name__}, expected an object"
             )
         if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
-            return Verdict("malformed_message", f"turn {turn} needs string 'role' and 'content'")
+            return Rejection("malformed_message", f"turn {turn} needs string 'role' and 'content'")
     return None
 
 
-def check_roles(row: dict[str, Any]) -> Verdict | None:
+def check_roles(row: dict[str, Any]) -> Rejection | None:
     """Roles are known, system only opens a conversation, there is a user turn and an assistant ends it."""
     messages = row["messages"]
     for turn, message in enumerate(messages, start=1):
         role = message["role"]
         if role not in ROLES:
-            return Verdict(
+            return Rejection(
                 "invalid_role", f"turn {turn} has role {role!r}; allowed roles are {', '.join(ROLES)}"
             )
         if role == "system" and turn != 1:
-            return Verdict("misplaced_system", f"turn {turn} is a system turn; only the first turn may be")
+            return Rejection("misplaced_system", f"turn {turn} is a system turn; only the first turn may be")
     roles = [message["role"] for message in messages]
     if "user" not in roles:
-        return Verdict("missing_user_turn", "the conversation has no user turn")
+        return Rejection("missing_user_turn", "the conversation has no user turn")
     if roles[-1] != "assistant":
-        return Verdict(
+        return Rejection(
             "missing_assistant_turn",
             f"the last turn is {roles[-1]!r}; a training example must end with an assistant answer",
         )
     return None
 
 
-def check_empty_content(row: dict[str, Any]) -> Verdict | None:
+def check_empty_content(row: dict[str, Any]) -> Rejection | None:
     """No turn may be blank: an empty prompt or answer teaches the model nothing useful."""
     for turn, message in enumerate(row["messages"], start=1):
         if not message["content"].strip():
-            return Verdict("empty_content", f"turn {turn} ({message['role']}) is empty after stripping")
+            return Rejection("empty_content", f"turn {turn} ({message['role']}) is empty after stripping")
     return None
 
 
-def check_garbage_characters(row: dict[str, Any]) -> Verdict | None:
+def check_garbage_characters(row: dict[str, Any]) -> Rejection | None:
     """Reject control characters other than newline/tab and the Unicode replacement character."""
     for turn, message in enumerate(row["messages"], start=1):
         content = message["content"]
         if _REPLACEMENT_CHARACTER in content:
             position = content.index(_REPLACEMENT_CHARACTER)
-            return Verdict(
+            return Rejection(
                 "replacement_character",
                 f"turn {turn} contains U+FFFD at character {position}: the text was mis-decoded upstream",
             )
         for position, char in enumerate(content):
             if char not in _ALLOWED_CONTROLS and unicodedata.category(char) == "Cc":
-                return Verdict(
+                return Rejection(
                     "control_characters",
                     f"turn {turn} contains control character U+{ord(char):04X} at character {position}",
                 )
@@ -118,11 +121,11 @@ def check_garbage_characters(row: dict[str, Any]) -> Verdict | None:
 def make_response_length_check(min_response_chars: int) -> RowFilter:
     """Every assistant answer must have at least ``min_response_chars`` characters after stripping."""
 
-    def check_response_length(row: dict[str, Any]) -> Verdict | None:
+    def check_response_length(row: dict[str, Any]) -> Rejection | None:
         for turn, message in enumerate(row["messages"], start=1):
             length = len(message["content"].strip())
             if message["role"] == "assistant" and length < min_response_chars:
-                return Verdict(
+                return Rejection(
                     "short_response",
                     f"assistant turn {turn} has {length} characters; "
                     f"clean.min_response_chars is {min_response_chars}",
@@ -145,10 +148,26 @@ def row_filters(*, min_response_chars: int) -> list[RowFilter]:
     ]
 
 
-def validate_row(row: dict[str, Any], filters: list[RowFilter]) -> Verdict | None:
+def validate_row(row: dict[str, Any], filters: list[RowFilter]) -> Rejection | None:
     """Run ``filters`` in order and return the first rejection, or ``None`` when the row passes all."""
     for row_filter in filters:
         verdict = row_filter(row)
         if verdict is not None:
             return verdict
     return None
+
+
+def find_reused_ids(rows: Sequence[dict[str, Any]]) -> dict[int, Rejection]:
+    """Reject every row whose id an earlier row already has: rows are referred to by id downstream.
+
+    Shapes: valid rows in file order in, ``{position: Rejection}`` out, ``duplicate_of`` the first row's id.
+    """
+    first_with_id: dict[str, int] = {}
+    rejections: dict[int, Rejection] = {}
+    for position, row in enumerate(rows):
+        first_position = first_with_id.setdefault(row["id"], position)
+        if first_position != position:
+            first = rows[first_position]
+            why = f"the id is already used by the row at line {first.get('source_line')}"
+            rejections[position] = Rejection("duplicate_id", why, duplicate_of=first["id"])
+    return rejections

@@ -1,6 +1,8 @@
 """The cleaning pipeline: raw rows in, clean rows and rejected rows (each with a reason) out.
 
-Stages run in order and each sees only the rows that survived the previous ones:
+:func:`default_steps` lists the steps, built from ``CleanSettings``; :func:`assets.clean.steps.run_steps`
+applies them in order, each to the rows that survived the previous ones, and does the bookkeeping. Each
+step's stage is the ``stage`` column of the rows it rejects:
 
 1. ``ingest``: rows the reader could not normalize (their ``error`` is set);
 2. ``validate``: the row filters of :mod:`assets.clean.filters`, then unique ids;
@@ -17,25 +19,25 @@ Every input row ends up in exactly one of ``kept`` and ``rejected``, in file ord
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any
 
 from assets.clean.dedup import (
-    conversation_key,
     find_exact_duplicates,
     find_near_duplicates,
     find_prefix_duplicates,
 )
 from assets.clean.embed import SUPPORTED_EMBEDDERS, make_embedder
-from assets.clean.filters import row_filters, validate_row
+from assets.clean.filters import check_ingest_error, find_reused_ids, row_filters, validate_row
 from assets.clean.quality import MIN_ROWS, find_quality_issues
-from assets.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, REJECTION_COLUMNS, conversation_text
+from assets.clean.steps import Filtered, FilterStep, Rejection, Row, Step, each_row, run_steps
+from assets.shared.groups import conversation_key
+from assets.shared.schema import conversation_text
 
 # Fixed so that the same rows always give the same embeddings and therefore the same cleanlab verdicts.
 EMBEDDING_SEED = 0
-
-_RAW_COLUMNS = EXAMPLE_COLUMNS + PROVENANCE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ class CleanResult:
 
     ``counts`` holds ``input``, ``kept``, one entry per rejection reason and Datalab's own issue counts;
     ``quality_scores`` has one ``{id, outlier_score, near_duplicate_score}`` per row Datalab scored;
-    ``notes`` explains anything skipped.
+    ``notes`` explains anything skipped; ``step_counts`` has one ``{step, stage, kind, rows_in, rejected,
+    rewritten, changes}`` per step, in order (see :class:`assets.clean.steps.StepsResult`).
     """
 
     kept: list[dict[str, Any]]
@@ -104,157 +107,130 @@ class CleanResult:
     counts: dict[str, int]
     quality_scores: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    step_counts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _where(row: dict[str, Any]) -> str:
-    location = f"{row.get('source_file') or '<unknown file>'} line {row.get('source_line')}"
-    return f"row {row.get('id')!r} ({location})"
-
-
-def _reject(
-    row: dict[str, Any], stage: str, reason: str, why: str, duplicate_of: str | None = None
-) -> dict[str, Any]:
-    rejected = {column: row.get(column) for column in _RAW_COLUMNS}
-    rejected.update(
-        zip(REJECTION_COLUMNS, (stage, reason, f"{_where(row)}: {why}", duplicate_of), strict=True)
-    )
-    return rejected
+def default_steps(settings: CleanSettings) -> list[Step]:
+    """The cleaning steps in order. Cheap, exact checks run first so the costly ones see fewer rows."""
+    filters = row_filters(min_response_chars=settings.min_response_chars)
+    return [
+        FilterStep("ingest", each_row(check_ingest_error)),
+        FilterStep("validate", each_row(partial(validate_row, filters=filters))),
+        FilterStep("validate", find_reused_ids, name="unique_ids"),
+        FilterStep("dedup_exact", exact_duplicates),
+        FilterStep("dedup_prefix", prefix_duplicates),
+        FilterStep("dedup_near", partial(near_duplicates, settings=settings)),
+        FilterStep("cleanlab", partial(cleanlab_pass, settings=settings)),
+    ]
 
 
 def clean_rows(rows: list[dict[str, Any]], settings: CleanSettings) -> CleanResult:
     """Split raw rows into clean examples and rejected rows, deterministically and in file order."""
-    rejected: dict[int, dict[str, Any]] = {}
-    notes: list[str] = []
+    result = run_steps(rows, default_steps(settings))
+    return CleanResult(
+        result.kept, result.rejected, result.counts, result.scores, result.notes, result.step_counts
+    )
 
-    filters = row_filters(min_response_chars=settings.min_response_chars)
-    first_with_id: dict[str, int] = {}
-    survivors: list[int] = []
-    for index, row in enumerate(rows):
-        error = row.get("error")
-        if error is not None:
-            reason = str(error).split(":", 1)[0].strip() or "ingest_error"
-            rejected[index] = _reject(row, "ingest", reason, str(error))
-            continue
-        verdict = validate_row(row, filters)
-        if verdict is not None:
-            rejected[index] = _reject(row, "validate", verdict.reason, verdict.detail)
-        elif row["id"] in first_with_id:
-            first = rows[first_with_id[row["id"]]]
-            why = f"the id is already used by the row at line {first.get('source_line')}"
-            rejected[index] = _reject(row, "validate", "duplicate_id", why, duplicate_of=first["id"])
-        else:
-            first_with_id[row["id"]] = index
-            survivors.append(index)
 
-    texts = [conversation_key(rows[index]["messages"]) for index in survivors]
-    exact = find_exact_duplicates(texts)
-    for position, first in exact.items():
-        kept = rows[survivors[first]]
+def exact_duplicates(rows: Sequence[Row]) -> dict[int, Rejection]:
+    """Reject every row whose normalized conversation text (NFKC, case-folded, whitespace collapsed)
+    equals an earlier row's, by SHA-256 of that text; ``duplicate_of`` is the first such row."""
+    found = find_exact_duplicates([conversation_key(row["messages"]) for row in rows])
+    rejections = {}
+    for position, first in found.items():
+        kept = rows[first]
         why = f"same normalized text as row {kept['id']!r} (line {kept.get('source_line')}), which is kept"
-        rejected[survivors[position]] = _reject(
-            rows[survivors[position]], "dedup_exact", "duplicate_exact", why, duplicate_of=kept["id"]
-        )
-    survivors = [index for position, index in enumerate(survivors) if position not in exact]
+        rejections[position] = Rejection("duplicate_exact", why, duplicate_of=kept["id"])
+    return rejections
 
+
+def prefix_duplicates(rows: Sequence[Row]) -> dict[int, Rejection]:
+    """Reject every conversation whose normalized messages open a longer one; ``duplicate_of`` is the
+    longest conversation that contains it."""
     # With the loss on assistant turns only, a conversation that continues this one already trains every
     # answer in it, in the same context: the shorter copy adds weight to those answers and nothing else.
-    prefixes = find_prefix_duplicates([rows[index]["messages"] for index in survivors])
-    for position, container in prefixes.items():
-        row, longer = rows[survivors[position]], rows[survivors[container]]
+    found = find_prefix_duplicates([row["messages"] for row in rows])
+    rejections = {}
+    for position, container in found.items():
+        row, longer = rows[position], rows[container]
         why = (
             f"its {len(row['messages'])} messages are the first of the {len(longer['messages'])} of row "
             f"{longer['id']!r} (line {longer.get('source_line')}), which trains every answer in it"
         )
-        rejected[survivors[position]] = _reject(
-            row, "dedup_prefix", "prefix_of_longer", why, duplicate_of=longer["id"]
-        )
-    survivors = [index for position, index in enumerate(survivors) if position not in prefixes]
+        rejections[position] = Rejection("prefix_of_longer", why, duplicate_of=longer["id"])
+    return rejections
 
-    texts = [conversation_key(rows[index]["messages"]) for index in survivors]
-    near = find_near_duplicates(
-        texts,
+
+def near_duplicates(rows: Sequence[Row], *, settings: CleanSettings) -> dict[int, Rejection]:
+    """Reject near duplicates: word-shingle Jaccard >= ``clean.near_dup_threshold``, found with MinHash
+    and LSH (Broder, 1997) and verified exactly; ``duplicate_of`` is the kept (earliest) row of the
+    cluster. Rows of one group are never linked."""
+    found = find_near_duplicates(
+        [conversation_key(row["messages"]) for row in rows],
         threshold=settings.near_dup_threshold,
         num_permutations=settings.minhash_permutations,
         shingle_size=settings.shingle_size,
-        groups=[rows[index].get("group_id") for index in survivors],
+        groups=[row.get("group_id") for row in rows],
     )
-    for position, found in near.items():
-        kept, match = rows[survivors[found.kept_index]], rows[survivors[found.match_index]]
+    rejections = {}
+    for position, near in found.items():
+        kept, match = rows[near.kept_index], rows[near.match_index]
         why = (
-            f"word {settings.shingle_size}-gram Jaccard {found.jaccard:.3f} with row {match['id']!r} "
+            f"word {settings.shingle_size}-gram Jaccard {near.jaccard:.3f} with row {match['id']!r} "
             f">= clean.near_dup_threshold {settings.near_dup_threshold}; its cluster keeps row {kept['id']!r}"
         )
-        rejected[survivors[position]] = _reject(
-            rows[survivors[position]], "dedup_near", "near_duplicate", why, duplicate_of=kept["id"]
-        )
-    survivors = [index for position, index in enumerate(survivors) if position not in near]
+        rejections[position] = Rejection("near_duplicate", why, duplicate_of=kept["id"])
+    return rejections
 
-    quality_scores: list[dict[str, Any]] = []
-    quality_counts: dict[str, int] = {}
+
+def cleanlab_pass(rows: Sequence[Row], *, settings: CleanSettings) -> Filtered:
+    """Embed the rows and run cleanlab's Datalab (kNN outlier and near-duplicate issues): reject outliers
+    scoring below ``clean.outlier_score_threshold`` and, with ``clean.cleanlab_near_duplicates``, all but
+    the earliest row of each near-duplicate set. Also returns one ``{id, outlier_score,
+    near_duplicate_score}`` per row and Datalab's issue counts; skipped, with a note, when disabled or when
+    too few rows are left for kNN."""
     if not settings.cleanlab_enabled:
-        notes.append("cleanlab pass skipped: clean.cleanlab_enabled is false")
-    elif len(survivors) < MIN_ROWS:
-        notes.append(
-            f"cleanlab pass skipped: {len(survivors)} rows left, kNN scoring needs at least {MIN_ROWS}"
+        return _skipped("cleanlab pass skipped: clean.cleanlab_enabled is false")
+    if len(rows) < MIN_ROWS:
+        return _skipped(
+            f"cleanlab pass skipped: {len(rows)} rows left, kNN scoring needs at least {MIN_ROWS}"
         )
-    else:
-        quality_scores, quality_counts = _cleanlab_stage(rows, survivors, settings, rejected)
-        survivors = [index for index in survivors if index not in rejected]
-    if notes:
-        quality_counts["cleanlab_skipped"] = 1
-
-    kept_rows = [{column: rows[index].get(column) for column in EXAMPLE_COLUMNS} for index in survivors]
-    rejected_rows = [rejected[index] for index in sorted(rejected)]
-    # Nothing is silently dropped: every input row is accounted for exactly once.
-    assert len(kept_rows) + len(rejected_rows) == len(rows), "row accounting failed in clean_rows"
-    assert not set(survivors) & set(rejected), "a row was both kept and rejected in clean_rows"
-    counts = {"input": len(rows), "kept": len(kept_rows)}
-    counts.update(sorted(Counter(row["reason"] for row in rejected_rows).items()))
-    counts.update(quality_counts)
-    return CleanResult(kept_rows, rejected_rows, counts, quality_scores, notes)
-
-
-def _cleanlab_stage(
-    rows: list[dict[str, Any]],
-    survivors: list[int],
-    settings: CleanSettings,
-    rejected: dict[int, dict[str, Any]],
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Embed the survivors, run Datalab, record rejections in ``rejected``; return scores and counts."""
-    texts = [conversation_text(rows[index]["messages"]) for index in survivors]
+    texts = [conversation_text(row["messages"]) for row in rows]
     embed = make_embedder(settings.embedder, dim=settings.embedding_dim, seed=EMBEDDING_SEED)
     report = find_quality_issues(
         texts,
         embed(texts),
         outlier_score_threshold=settings.outlier_score_threshold,
         reject_near_duplicates=settings.cleanlab_near_duplicates,
-        groups=[rows[index].get("group_id") for index in survivors],
+        groups=[row.get("group_id") for row in rows],
     )
+    rejections = {}
     threshold = settings.outlier_score_threshold
     for position, score in report.outliers.items():
         why = f"cleanlab outlier score {score:.4f} < clean.outlier_score_threshold {threshold}"
-        rejected[survivors[position]] = _reject(
-            rows[survivors[position]], "cleanlab", "cleanlab_outlier", why
-        )
+        rejections[position] = Rejection("cleanlab_outlier", why)
     for position, kept_position in report.near_duplicates.items():
-        kept = rows[survivors[kept_position]]
+        kept = rows[kept_position]
         why = (
             f"cleanlab finds it a near duplicate of row {kept['id']!r} in embedding space "
             f"(near-duplicate score {report.near_duplicate_scores[position]:.4f}; 0 means identical)"
         )
-        rejected[survivors[position]] = _reject(
-            rows[survivors[position]], "cleanlab", "cleanlab_near_duplicate", why, duplicate_of=kept["id"]
-        )
+        rejections[position] = Rejection("cleanlab_near_duplicate", why, duplicate_of=kept["id"])
     scores = [
         {
-            "id": rows[index]["id"],
+            "id": row["id"],
             "outlier_score": report.outlier_scores[position],
             "near_duplicate_score": report.near_duplicate_scores[position],
         }
-        for position, index in enumerate(survivors)
+        for position, row in enumerate(rows)
     ]
     counts = {
         "cleanlab_outlier_issues": report.outlier_issues,
         "cleanlab_near_duplicate_issues": report.near_duplicate_issues,
     }
-    return scores, counts
+    return Filtered(rejections, counts, scores=scores)
+
+
+def _skipped(note: str) -> Filtered:
+    # The asset reports a skipped pass by this count as well as by the note.
+    return Filtered({}, {"cleanlab_skipped": 1}, notes=[note])

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from assets.clean.dedup import UnionFind, same_group
+from assets.shared.groups import UnionFind, same_group
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,6 +1,5 @@
 """evaluation_report: base model vs candidate adapter vs current champion, on test_split."""
 
-import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,15 +7,23 @@ from typing import Any
 
 import dagster as dg
 
-from assets.params import config_class, section
-from assets.publishing import Stopwatch, code_version, config_overrides, record_stage, stage_settings
+from assets.publishing import (
+    Stopwatch,
+    artifact_store,
+    code_version,
+    record_stage,
+    stage_config,
+    stage_settings,
+    user_errors,
+)
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
 from resources.registry import ModelRegistry
 from resources.storage import StorageResource
 
-EvaluateConfig = config_class("evaluate", dg.Config)
+# The evaluate settings, plus registry.model_name: whose champion the candidate faces.
+EvaluationReportConfig = stage_config("evaluation_report")
 METRIC_COLUMNS = ("perplexity", "rougeL", "bleu", "answer_exact_match", "n_examples")
 
 
@@ -27,7 +34,8 @@ METRIC_COLUMNS = ("perplexity", "rougeL", "bleu", "answer_exact_match", "n_examp
     tags={"stage": "evaluate"},
 )
 def evaluation_report(
-    config: EvaluateConfig,
+    context: dg.AssetExecutionContext,
+    config: EvaluationReportConfig,
     base_model: Path,
     adapter: Path,
     test_split: Dataset,
@@ -42,60 +50,49 @@ def evaluation_report(
     this report."""
     from assets.evaluate.compare import evaluate_models
     from assets.evaluate.scoring import EvalSettings
-    from assets.train.qlora import TRAINING_CONFIG_FILE
+    from assets.shared.reference import choose_reference
+    from assets.shared.training_record import read_training_record
 
     stopwatch = Stopwatch()
-    store = storage.store()
+    store = artifact_store(storage)
+    with user_errors("evaluation_report"):
+        trained = read_training_record(adapter)
     # Score the base exactly as the adapter was trained: same quantization, same truncation.
-    trained = json.loads((adapter / TRAINING_CONFIG_FILE).read_text(encoding="utf-8"))["settings"]
-    settings = stage_settings(
-        EvalSettings, {**config.model_dump(), "max_seq_length": trained["max_seq_length"]}
-    )
-    model_name = section("registry")["model_name"]
+    settings = stage_settings(EvalSettings, {**config.model_dump(), "max_seq_length": trained.max_seq_length})
     base_md5, adapter_md5 = store.md5("base_model"), store.md5("adapter")
-    champion = registry.champion(model_name)
-    champion_note = "no champion yet"
-    champion_is_candidate = False
+    champion = registry.champion(config.model_name)
+    reference = choose_reference(champion, base_model_md5=base_md5, adapter_md5=adapter_md5)
     adapters: dict[str, Path] = {"candidate": adapter}
-    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
-        if champion is not None:
-            if champion["tags"].get("adapter_md5") == adapter_md5:
-                # An unchanged re-run: the champion's metrics are the candidate's, no need to score twice.
-                champion_is_candidate = True
-                champion_note = f"the candidate is the champion (version {champion['version']})"
-            elif champion["tags"].get("base_model_md5") == base_md5:
-                adapters["champion"] = registry.download_adapter(champion, Path(tmp))
-                champion_note = f"champion is version {champion['version']}"
-            else:
-                champion_note = (
-                    f"champion version {champion['version']} was trained on another base model "
-                    f"({champion['tags'].get('base_model', '?')}); compared with the base model instead"
-                )
-        model = models.causal_lm(base_model, quantization=trained["quantization"])
+    with tempfile.TemporaryDirectory(prefix="champion-") as tmp, user_errors("evaluation_report"):
+        if reference.kind == "champion":
+            adapters["champion"] = registry.download_adapter(champion, Path(tmp))
+        model = models.causal_lm(base_model, quantization=trained.quantization)
         tokenizer = models.tokenizer(base_model)
         results = evaluate_models(model, tokenizer, adapters, test_split.to_list(), settings)
-    if champion_is_candidate:
+    if reference.kind == "candidate_is_champion":
+        # An unchanged re-run: the champion's metrics are the candidate's, no need to score twice.
         results["champion"] = results["candidate"]
     report = {
         "test_rows": len(test_split),
         "test_split_md5": store.md5("test_split"),
         "adapter_md5": adapter_md5,
         "base_model_md5": base_md5,
+        "registry_model_name": config.model_name,
+        "reference": reference.kind,
         "champion": {"version": champion["version"], "run_id": champion["run_id"]}
         if "champion" in results
         else None,
-        "champion_note": champion_note,
+        "champion_note": reference.note,
         "models": results,
     }
     store.write_json("evaluation_report", report)
     metadata = {
         "metrics": dg.MetadataValue.md(metric_table(results)),
-        "champion": champion_note,
+        "champion": reference.note,
         "candidate_perplexity": results["candidate"]["perplexity"],
         "base_perplexity": results["base"]["perplexity"],
     }
-    overridden = config_overrides(config, "evaluate")
-    yield from record_stage(storage, dvc, {"evaluation_report": metadata}, stopwatch, overridden=overridden)
+    yield from record_stage(context, config, storage, dvc, {"evaluation_report": metadata}, stopwatch)
 
 
 def metric_table(results: dict[str, dict[str, Any]]) -> str:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assets.schema import normalize_text
-from assets.train.tokenize import IGNORE_INDEX, pad_batch, split_last_answer, tokenize_rows
+from assets.shared.chat import IGNORE_INDEX, pad_batch, split_last_answer, tokenize_rows
+from assets.shared.errors import InputError
+from assets.shared.schema import normalize_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -57,7 +58,10 @@ def perplexity(
 
     features = tokenize_rows(tokenizer, rows, max_seq_length=max_seq_length)
     if not features:
-        raise ValueError("No row has an assistant token within max_seq_length; perplexity is undefined.")
+        raise InputError(
+            f"No test row has an assistant token within {max_seq_length} tokens (train.max_seq_length "
+            "of the adapter), so perplexity is undefined: check that test_split has assistant answers."
+        )
     was_training = model.training
     model.eval()
     total_nll = 0.0
@@ -151,7 +155,10 @@ def score_model(
     """
     rows = list(rows)
     if not rows:
-        raise ValueError("No rows to evaluate: test_split is empty.")
+        raise InputError(
+            "No rows to evaluate: test_split is empty. Lower split.test_start or raise split.test_fraction "
+            "in params.yaml, then materialize split again."
+        )
     ppl = perplexity(
         model, tokenizer, rows, max_seq_length=settings.max_seq_length, batch_size=settings.batch_size
     )

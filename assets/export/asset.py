@@ -8,15 +8,22 @@ from typing import Any
 
 import dagster as dg
 
-from assets.params import config_class, section
-from assets.publishing import Stopwatch, code_version, config_overrides, fail, record_stage
+from assets.publishing import (
+    Stopwatch,
+    artifact_store,
+    code_version,
+    fail,
+    record_stage,
+    stage_config,
+    user_errors,
+)
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
 from resources.registry import ModelRegistry
 from resources.storage import StorageResource
 
-ExportConfig = config_class("export", dg.Config)
+MergedModelConfig = stage_config("merged_model")
 
 
 @dg.asset(
@@ -26,7 +33,8 @@ ExportConfig = config_class("export", dg.Config)
     tags={"stage": "export"},
 )
 def merged_model(
-    config: ExportConfig,
+    context: dg.AssetExecutionContext,
+    config: MergedModelConfig,
     registered_adapter: dict[str, Any],
     base_model: Path,
     test_split: Dataset,
@@ -41,18 +49,19 @@ def merged_model(
     prompts must match the adapter applied to the base within `export.max_abs_logit_diff`.
     `champion.json` in the directory says which registry version it is."""
     from assets.export.merge import MergeVerificationError, merge_and_verify
+    from assets.shared.reference import choose_reference
 
     stopwatch = Stopwatch()
-    store = storage.store()
+    store = artifact_store(storage)
     name = registered_adapter["name"]
     champion = registry.champion(name)
     if champion is None:
         raise fail(f"The registry has no champion for '{name}' yet: the promotion gate has never passed.")
-    if champion["tags"].get("base_model_md5") != store.md5("base_model"):
+    reference = choose_reference(champion, base_model_md5=store.md5("base_model"))
+    if reference.kind != "champion":
         raise fail(
-            f"Champion version {champion['version']} was trained on base model "
-            f"{champion['tags'].get('base_model', '?')}, not the current base_model: re-train, or set "
-            "train.base_model back."
+            f"merged_model: {reference.note}, not on the current base_model, so it cannot be merged into "
+            "it: re-train on this base (the gate then decides), or set train.base_model back."
         )
     prompts = verification_prompts(test_split.to_list(), config.verify_prompts)
     if not prompts:
@@ -64,7 +73,7 @@ def merged_model(
         "run_id": champion["run_id"],
         **champion["tags"],
     }
-    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="champion-") as tmp, user_errors("merged_model"):
         adapter_dir = registry.download_adapter(champion, Path(tmp))
         try:
             # merge_and_verify writes atomically: the previous export stays unless this one verifies.
@@ -82,11 +91,10 @@ def merged_model(
             raise fail(f"merged_model: {exc}. The previous export was kept.") from None
     metadata = {
         "champion_version": champion["version"],
-        "base_model": section("train")["base_model"],
+        "base_model": champion["tags"].get("base_model", "?"),
         **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))},
     }
-    overridden = config_overrides(config, "export")
-    yield from record_stage(storage, dvc, {"merged_model": metadata}, stopwatch, overridden=overridden)
+    yield from record_stage(context, config, storage, dvc, {"merged_model": metadata}, stopwatch)
 
 
 def verification_prompts(rows: list[dict[str, Any]], count: int) -> list[str]:

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assets.train.qlora import TRAINING_CONFIG_FILE
+from assets.shared.errors import InputError
+from assets.shared.training_record import read_training_record
 from resources.artifacts import atomic_directory
 from resources.model_loading import load_causal_lm, torch_dtype
 
@@ -36,17 +37,6 @@ class MergeVerificationError(RuntimeError):
         self.stage = stage
         self.measured = measured
         self.allowed = allowed
-
-
-def _trained_quantization(adapter_dir: Path) -> str | None:
-    """The quantization the adapter was trained on, from its training_config.json."""
-    path = Path(adapter_dir) / TRAINING_CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing, so the base quantization the adapter was trained on is unknown. Export an "
-            "adapter directory written by the adapter asset."
-        )
-    return json.loads(path.read_text(encoding="utf-8"))["settings"]["quantization"]
 
 
 def _logits(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -91,10 +81,14 @@ def merge_and_verify(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not verify_prompts:
-        raise ValueError("verify_prompts is empty: at least one prompt is needed to verify the merge.")
+        raise InputError(
+            "No prompt to verify the merge on: test_split has no user turn. Materialize split with a "
+            "non-empty test split."
+        )
     if not max_abs_logit_diff >= 0:
         raise ValueError(f"export.max_abs_logit_diff must be >= 0; got {max_abs_logit_diff!r}.")
-    quantization = _trained_quantization(adapter_dir)
+    # Load the base exactly as it was during training.
+    quantization = read_training_record(adapter_dir).quantization
     weight_dtype = torch_dtype(dtype)
     # The adapter directory holds the tokenizer exactly as used in training.
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir, local_files_only=True)

@@ -5,22 +5,24 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.params import config_class
 from assets.publishing import (
     Stopwatch,
+    artifact_store,
     code_version,
-    config_overrides,
     count_table,
     dataset_metadata,
     fail,
     record_stage,
+    stage_config,
 )
 from resources.artifacts import dvc_md5
 from resources.dvc import DvcResource
 from resources.project import resolve_path
 from resources.storage import StorageResource
 
-DataConfig = config_class("data", dg.Config)
+RawExamplesConfig = stage_config("raw_examples")
+# The run tag that says which raw file content a run ingested (the sensor sets it when it asks).
+RAW_MD5_TAG = "raw_md5"
 
 
 @dg.asset(
@@ -30,32 +32,36 @@ DataConfig = config_class("data", dg.Config)
     tags={"stage": "ingest"},
 )
 def raw_examples(
-    config: DataConfig, storage: StorageResource, dvc: DvcResource
+    context: dg.AssetExecutionContext, config: RawExamplesConfig, storage: StorageResource, dvc: DvcResource
 ) -> Iterator[dg.MaterializeResult]:
     """Every row of the file at `data.raw_path` (JSONL, JSON, Parquet or CSV; alpaca or chat rows),
     normalized to the canonical schema, with its source line and original text. Rows that could not be
     normalized are kept here with an `error`; clean_examples moves them to rejected_examples."""
     from assets.ingest.normalize import normalize_file
     from assets.ingest.readers import IngestError
-    from assets.schema import raw_features, to_dataset
+    from assets.shared.schema import raw_features, to_dataset
 
     stopwatch = Stopwatch()
     path = resolve_path(config.raw_path)
+    before = dvc_md5(path) if path.is_file() else None
     try:
         # The configured path, not the absolute one: the same input gives the same bytes anywhere.
         rows = normalize_file(path, max_chars=config.max_chars, source_file=config.raw_path)
     except IngestError as exc:
         raise fail(str(exc)) from None
+    if dvc_md5(path) != before:
+        raise fail(f"data.raw_path: {path} changed while it was being read; materialize raw_examples again.")
     dataset = to_dataset(rows, raw_features())
-    storage.store().write_dataset("raw_examples", dataset)
+    artifact_store(storage).write_dataset("raw_examples", dataset)
+    # The run says what it ingested, whatever the sensor saw when it asked for the run.
+    context.instance.add_run_tags(context.run_id, {RAW_MD5_TAG: before})
     errors = Counter(str(e).split(":", 1)[0] for e in dataset["error"] if e)
     metadata = {
         **dataset_metadata(dataset),
         "source_file": dg.MetadataValue.path(str(path)),
         # The sensor compares the file's current md5 with this to decide whether to retrain.
-        "source_md5": dvc_md5(path),
+        "source_md5": before,
         "rows_with_errors": sum(errors.values()),
         "errors_by_reason": count_table(errors.items(), "error"),
     }
-    overridden = config_overrides(config, "data")
-    yield from record_stage(storage, dvc, {"raw_examples": metadata}, stopwatch, overridden=overridden)
+    yield from record_stage(context, config, storage, dvc, {"raw_examples": metadata}, stopwatch)

@@ -1,4 +1,4 @@
-"""Turn raw records into rows of the canonical schema (``assets.schema.raw_features``).
+"""Turn raw records into rows of the canonical schema (``assets.shared.schema.raw_features``).
 
 Every record becomes exactly one row, except an OpenAssistant message tree (:mod:`assets.ingest.oasst`),
 which becomes one row per conversation, all with the tree's line. A row that cannot be normalized keeps
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import math
-import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +18,8 @@ from typing import Any
 
 from assets.ingest.oasst import AUDIT_KEYS, TreeError, expand_tree, is_message_tree
 from assets.ingest.readers import IngestError, RawRecord, read_records, row_to_raw
-from assets.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, empty_row
+from assets.shared.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, empty_row
+from assets.shared.timestamps import TimestampError, parse_timestamp
 
 ID_KEYS = ("id", "uid", "message_id")
 TIME_KEYS = ("created_at", "created_date", "timestamp")
@@ -37,9 +36,6 @@ ROLE_ALIASES = {
     "bot": "assistant",
     "model": "assistant",
 }
-# Epoch values at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is March 1973.
-EPOCH_MS_THRESHOLD = 1e11
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _JSON_TYPE_NAMES = {list: "a JSON array", str: "a JSON string", bool: "a JSON boolean", type(None): "null"}
 
 
@@ -184,50 +180,6 @@ def normalize_file(path: Path, *, max_chars: int, source_file: str | None = None
     return rows
 
 
-def parse_timestamp(value: object, *, field: str = "created_at") -> dt.datetime:
-    """A timezone-aware UTC datetime from ISO-8601 text or epoch seconds/milliseconds (number or text).
-
-    Naive times are taken as UTC. Raises :class:`RowError` (``bad_timestamp``/``wrong_type``) otherwise.
-    """
-    if isinstance(value, dt.datetime):
-        stamp = value
-    elif isinstance(value, dt.date):
-        stamp = dt.datetime(value.year, value.month, value.day)
-    elif isinstance(value, bool):
-        raise RowError("wrong_type", f"'{field}' must be an ISO-8601 string or epoch seconds, got bool")
-    elif isinstance(value, int | float):
-        stamp = _from_epoch(value, field)
-    elif isinstance(value, str):
-        text = value.strip()
-        if _NUMBER.match(text):
-            stamp = _from_epoch(float(text), field)
-        else:
-            try:
-                stamp = dt.datetime.fromisoformat(text)
-            except ValueError:
-                raise RowError(
-                    "bad_timestamp", f"'{field}' value {value!r} is not ISO-8601 or epoch seconds"
-                ) from None
-    else:
-        raise RowError(
-            "wrong_type", f"'{field}' must be an ISO-8601 string or epoch seconds, got {type(value).__name__}"
-        )
-    if stamp.tzinfo is None:
-        return stamp.replace(tzinfo=dt.UTC)
-    return stamp.astimezone(dt.UTC)
-
-
-def _from_epoch(seconds: float, field: str) -> dt.datetime:
-    if not math.isfinite(seconds):
-        raise RowError("bad_timestamp", f"'{field}' value {seconds!r} is not a finite epoch time")
-    if abs(seconds) >= EPOCH_MS_THRESHOLD:
-        seconds /= 1000
-    try:
-        return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
-    except (OverflowError, OSError, ValueError):
-        raise RowError("bad_timestamp", f"'{field}' value {seconds!r} is out of range for a date") from None
-
-
 def _check_max_chars(max_chars: int) -> None:
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars <= 0:
         raise ValueError(f"data.max_chars must be a positive integer, got {max_chars!r}")
@@ -272,7 +224,10 @@ def _read_created_at(value: dict[str, Any]) -> dt.datetime:
             "'created_at' is missing (also looked for 'created_date' and 'timestamp'); "
             "the time-based split needs it",
         )
-    return parse_timestamp(value[key], field=key)
+    try:
+        return parse_timestamp(value[key], field=key)
+    except TimestampError as exc:
+        raise RowError(exc.reason, exc.detail) from None
 
 
 def _read_messages(value: dict[str, Any]) -> list[dict[str, str]]:

@@ -6,21 +6,38 @@ from typing import Any
 
 import dagster as dg
 
-from assets.params import config_class, params_hash, section, settings_from
-from assets.publishing import Stopwatch, code_version, config_overrides, fail, record_stage
+from assets.params import settings_from
+from assets.publishing import (
+    Stopwatch,
+    artifact_store,
+    code_version,
+    fail,
+    record_stage,
+    recorded_settings,
+    stage_config,
+    user_errors,
+)
 from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
 from resources.registry import ModelRegistry
 from resources.storage import StorageResource
 
-RegistryConfig = config_class("registry", dg.Config)
+RegistryConfig = stage_config("registered_adapter")
 
 
 @dg.asset(
     group_name="model",
     kinds={"mlflow", "dvc"},
     code_version=code_version("registered_adapter"),
-    deps=["raw_examples", "clean_examples", "train_split", "validation_split", "test_split", "base_model"],
+    deps=[
+        "raw_examples",
+        "clean_examples",
+        "augmented_examples",
+        "train_split",
+        "validation_split",
+        "test_split",
+        "base_model",
+    ],
     tags={"stage": "register"},
 )
 def registered_adapter(
@@ -36,16 +53,32 @@ def registered_adapter(
     DVC md5 of the raw, clean and split data and of the base model and adapter, the params hash, the
     git commit and the Dagster run. It becomes the `champion` only if the promotion gate passes; the
     same adapter bytes registered again reuse their version."""
-    from assets.registry.lineage import LINEAGE_ARTIFACTS, git_commit, lineage_tags
+    from assets.registry.lineage import (
+        LINEAGE_ARTIFACTS,
+        git_commit,
+        lineage_tags,
+        raw_sources,
+        settings_hash,
+    )
+    from assets.shared.training_record import read_training_record
 
     stopwatch = Stopwatch()
-    store = storage.store()
+    store = artifact_store(storage)
     md5s = {key: store.md5(key) for key in LINEAGE_ARTIFACTS}
     if evaluation_report.get("adapter_md5") != md5s["adapter"]:
         raise fail(
             "evaluation_report was made for another adapter than the current one: materialize "
             "evaluation_report before registered_adapter, so the registry gets this adapter's metrics."
         )
+    evaluated_for = evaluation_report.get("registry_model_name")
+    if evaluated_for != config.model_name:
+        raise fail(
+            f"evaluation_report compared the candidate with the champion of {evaluated_for!r}, but this run "
+            f"registers it under {config.model_name!r}: give registry.model_name the same value for "
+            "evaluation_report and registered_adapter (params.yaml, or both ops in the launchpad)."
+        )
+    with user_errors("registered_adapter"):
+        trained = read_training_record(adapter)
     existing = registry.find_version(config.model_name, "adapter_md5", md5s["adapter"])
     candidate_metrics = {
         k: v for k, v in evaluation_report["models"]["candidate"].items() if isinstance(v, (int, float))
@@ -53,16 +86,28 @@ def registered_adapter(
     if existing is not None:
         info, reused = existing, True
     else:
+        # What each upstream stage recorded it ran with, not params.yaml as it is now.
+        settings = {
+            stage: recorded_settings(context, key, md5s[key])
+            for stage, key in (
+                ("data", "raw_examples"),
+                ("clean", "clean_examples"),
+                ("augment", "augmented_examples"),
+                ("split", "train_split"),
+            )
+        }
+        settings["train"] = trained.settings
+        settings["registry"] = config.model_dump()
         tags = lineage_tags(
             md5s,
-            params_hash=params_hash(),
+            params_hash=settings_hash(settings),
             git_commit=git_commit(PROJECT_ROOT),
             run_id=context.run_id,
-            base_model=section("train")["base_model"],
-            raw_path=section("data")["raw_path"],
+            base_model=trained.base_model["source"],
+            raw_path=raw_sources(store.path("raw_examples")),
         )
         params = {
-            f"{s}.{k}": v for s in ("train", "split", "clean", "augment") for k, v in section(s).items()
+            f"{stage}.{k}": v for stage, values in settings.items() if values for k, v in values.items()
         }
         info, reused = (
             registry.register(
@@ -81,8 +126,7 @@ def registered_adapter(
         "mlflow_run_id": info["run_id"],
         "lineage": dg.MetadataValue.json(info["tags"]),
     }
-    overridden = config_overrides(config, "registry")
-    yield from record_stage(storage, dvc, {"registered_adapter": metadata}, stopwatch, overridden=overridden)
+    yield from record_stage(context, config, storage, dvc, {"registered_adapter": metadata}, stopwatch)
 
 
 @dg.asset_check(
@@ -97,6 +141,7 @@ def promotion_gate(
     registered_adapter: dict[str, Any], evaluation_report: dict[str, Any], registry: ModelRegistry
 ) -> dg.AssetCheckResult:
     from assets.registry.gate import GateDecision, GateSettings, judge
+    from assets.shared.reference import choose_reference
 
     try:
         settings = settings_from(GateSettings, registered_adapter["gate"])
@@ -104,23 +149,26 @@ def promotion_gate(
         return dg.AssetCheckResult(passed=False, metadata={"reasons": dg.MetadataValue.md(f"- {exc}")})
     name, version = registered_adapter["name"], registered_adapter["version"]
     champion = registry.champion(name)
+    reference = choose_reference(
+        champion,
+        base_model_md5=evaluation_report.get("base_model_md5", ""),
+        adapter_md5=registered_adapter["tags"].get("adapter_md5"),
+    )
     evaluated_against = (evaluation_report.get("champion") or {}).get("version")
     if evaluation_report.get("adapter_md5") != registered_adapter["tags"].get("adapter_md5"):
         decision = GateDecision(
             False, "none", ["the evaluation report is for another adapter: re-materialize evaluation_report"]
         )
-    elif champion is not None and champion["version"] == version:
+    elif reference.kind == "candidate_is_champion":
         decision = GateDecision(True, "champion", [f"version {version} is already the champion"])
-    elif (
-        champion is not None
-        and evaluated_against != champion["version"]
-        and champion["tags"].get("base_model_md5") == evaluation_report.get("base_model_md5")
+    elif reference.kind != evaluation_report.get("reference") or (
+        reference.kind == "champion" and evaluated_against != reference.champion_version
     ):
         decision = GateDecision(
             False,
-            "champion",
+            reference.kind,
             [
-                f"the report did not compare with the current champion (version {champion['version']}): "
+                f"the report was made against another reference than the current one ({reference.note}): "
                 "re-materialize evaluation_report"
             ],
         )

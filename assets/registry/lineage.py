@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 # Artifacts whose DVC md5 is stamped on every registered version: the data it was trained and
 # evaluated on, the raw file behind it, the base model and the adapter bytes themselves.
 LINEAGE_ARTIFACTS = (
     "raw_examples",
     "clean_examples",
+    "augmented_examples",
     "train_split",
     "validation_split",
     "test_split",
@@ -34,10 +38,27 @@ def git_commit(root: Path) -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def settings_hash(settings: dict[str, dict[str, Any] | None]) -> str:
+    """A short stable hash of the settings each stage actually ran with (stage -> settings, None where
+    unknown): equal hashes mean the same settings made the data and the adapter."""
+    payload = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def raw_sources(raw_examples_path: Path) -> str:
+    """The input file(s) raw_examples was read from, as configured (its ``source_file`` column)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    column = pq.read_table(raw_examples_path, columns=["source_file"]).column("source_file")
+    return ", ".join(sorted(str(v) for v in pc.unique(column).to_pylist() if v is not None)) or "none"
+
+
 def lineage_tags(
     md5s: dict[str, str], *, params_hash: str, git_commit: str, run_id: str, base_model: str, raw_path: str
 ) -> dict[str, str]:
-    """Registry tags for one candidate. ``md5s`` maps artifact key -> DVC md5."""
+    """Registry tags for one candidate. ``md5s`` maps artifact key -> DVC md5; the other values are
+    what the upstream stages recorded they did, never params.yaml as it is now."""
     tags = {f"{key}_md5": md5s[key] for key in LINEAGE_ARTIFACTS}
     tags.update(
         params_hash=params_hash,

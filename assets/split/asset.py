@@ -4,22 +4,22 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.params import config_class
+from assets import stages
 from assets.publishing import (
     Stopwatch,
+    artifact_store,
     code_version,
-    config_overrides,
     dataset_metadata,
     fail,
     record_stage,
+    stage_config,
     stage_settings,
 )
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.storage import StorageResource
 
-SplitConfig = config_class("split", dg.Config)
-SPLIT_KEYS = ("train_split", "validation_split", "test_split")
+SplitConfig = stage_config("split")
 _DESCRIPTIONS = {
     "train_split": "Examples older than the validation cutoff, with every back-translated paraphrase.",
     "validation_split": "Examples between the validation and test cutoffs; original rows only.",
@@ -29,20 +29,27 @@ _DESCRIPTIONS = {
 
 @dg.multi_asset(
     name="split",
+    # A selection may name one split; all three are always written (see record_stage).
+    can_subset=True,
     specs=[
         dg.AssetSpec(
             key, deps=["augmented_examples"], description=_DESCRIPTIONS[key], kinds={"parquet", "dvc"}
         )
-        for key in SPLIT_KEYS
+        for key in stages.stage("split").keys
     ],
     group_name="data",
     code_version=code_version("split"),
     op_tags={"stage": "split"},
 )
 def split(
-    config: SplitConfig, augmented_examples: Dataset, storage: StorageResource, dvc: DvcResource
+    context: dg.AssetExecutionContext,
+    config: SplitConfig,
+    augmented_examples: Dataset,
+    storage: StorageResource,
+    dvc: DvcResource,
 ) -> Iterator[dg.MaterializeResult]:
-    from assets.schema import example_features, to_dataset
+    from assets.shared.schema import example_features, to_dataset
+    from assets.split.leakage import find_leaks
     from assets.split.timesplit import SplitSettings, split_by_time
 
     stopwatch = Stopwatch()
@@ -52,9 +59,14 @@ def split(
         )
     except ValueError as exc:
         raise fail(f"split: {exc}") from None
+    # Checked here as well as by the split_leakage check: a selection of one split runs no check on
+    # train_split, and leaky splits must never be written.
+    leaks = find_leaks(result.train, result.validation, result.test)
+    if leaks:
+        raise fail("split: the splits would leak; nothing was written:\n" + "\n".join(leaks[:20]))
     parts = {"train_split": result.train, "validation_split": result.validation, "test_split": result.test}
     datasets = {key: to_dataset(rows, example_features()) for key, rows in parts.items()}
-    storage.store().write_datasets(datasets)
+    artifact_store(storage).write_datasets(datasets)
     outputs = {}
     for key, rows in parts.items():
         dataset = datasets[key]
@@ -65,8 +77,7 @@ def split(
             "test_start": result.test_start.isoformat(),
         }
     outputs["train_split"]["augmented_dropped_from_eval_groups"] = result.dropped_augmented
-    overridden = config_overrides(config, "split")
-    yield from record_stage(storage, dvc, outputs, stopwatch, overridden=overridden)
+    yield from record_stage(context, config, storage, dvc, outputs, stopwatch)
 
 
 @dg.asset_check(

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from assets.clean.dedup import conversation_key
-from assets.split.timesplit import group_rows, row_time
+from assets.shared.groups import conversation_key, group_rows
+from assets.shared.timestamps import row_time
 
 _ORDER = ("train", "validation", "test")
 

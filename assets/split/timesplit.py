@@ -13,33 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from assets.clean.dedup import UnionFind
+from assets.shared.groups import group_rows
+from assets.shared.timestamps import parse_cutoff, row_time
 
 # Used as a cutoff when a split is empty by setting: no group is this new.
 NEVER = datetime.max.replace(tzinfo=UTC)
-
-
-def parse_cutoff(value: str | date | None, name: str) -> datetime | None:
-    """Parse an ISO-8601 cutoff from params.yaml (naive = UTC); ``name`` is the setting for errors.
-
-    YAML turns an unquoted ``2025-07-01`` into a date, so dates and datetimes are accepted as well.
-    """
-    if value is None:
-        return None
-    if isinstance(value, date) and not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be an ISO-8601 string or null, got {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"{name} is {value!r}, which is not an ISO-8601 date or time; use e.g. '2025-07-01' "
-            "or '2025-07-01T00:00:00Z', or null to cut by fraction"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -90,40 +68,6 @@ class SplitResult:
     validation_start: datetime
     test_start: datetime
     dropped_augmented: int
-
-
-def row_time(row: dict[str, Any]) -> datetime:
-    """The row's ``created_at`` as an aware UTC datetime (naive values are taken as UTC)."""
-    value = row.get("created_at")
-    if isinstance(value, str):
-        value = parse_cutoff(value, f"created_at of row {row.get('id')!r}")
-    if not isinstance(value, datetime):
-        raise ValueError(
-            f"row {row.get('id')!r} has no created_at timestamp (got {value!r}); the split needs one"
-        )
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def group_rows(rows: list[dict[str, Any]]) -> list[int]:
-    """A group number per row: rows sharing a ``group_id`` or linked by ``augmented_from`` share one.
-
-    The number is the index of the group's first row, so it is stable for a given row order.
-    """
-    groups = UnionFind(len(rows))
-    first_with: dict[tuple[str, str], int] = {}
-    for index, row in enumerate(rows):
-        keys = [("id", row["id"])]
-        if row.get("group_id") is not None:
-            keys.append(("group", row["group_id"]))
-        if row.get("augmented_from") is not None:
-            # A paraphrase joins its source through the source's id.
-            keys.append(("id", row["augmented_from"]))
-        for key in keys:
-            if key in first_with:
-                groups.union(index, first_with[key])
-            else:
-                first_with[key] = index
-    return [groups.find(index) for index in range(len(rows))]
 
 
 def _count(fraction: float, total: int) -> int:

@@ -5,12 +5,22 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.base.asset import TrainConfig
-from assets.publishing import Stopwatch, code_version, config_overrides, record_stage, stage_settings
+from assets.publishing import (
+    Stopwatch,
+    artifact_store,
+    code_version,
+    record_stage,
+    stage_config,
+    stage_settings,
+    user_errors,
+)
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
 from resources.storage import StorageResource
+
+# train.base_model is the base_model asset's setting alone (see the stage table).
+AdapterConfig = stage_config("adapter")
 
 
 @dg.asset(
@@ -20,7 +30,8 @@ from resources.storage import StorageResource
     tags={"stage": "train"},
 )
 def adapter(
-    config: TrainConfig,
+    context: dg.AssetExecutionContext,
+    config: AdapterConfig,
     base_model: Path,
     train_split: Dataset,
     validation_split: Dataset,
@@ -30,22 +41,31 @@ def adapter(
 ) -> Iterator[dg.MaterializeResult]:
     """A LoRA adapter for the base model, trained QLoRA-style (base loaded in 4-bit NF4 with double
     quantization) on train_split, loss on assistant tokens only. The directory holds the adapter
-    (`save_pretrained`), the tokenizer, `training_config.json` (the resolved settings) and
-    `loss_history.json`."""
+    (`save_pretrained`), the tokenizer, `training_config.json` (the resolved settings and the base it
+    was trained on) and `loss_history.json`."""
     from assets.train.plot import loss_curve_png, markdown_image
     from assets.train.qlora import TrainSettings, train_adapter
 
     stopwatch = Stopwatch()
     settings = stage_settings(TrainSettings, config.model_dump())
+    base_source = models.base_record(base_model)["source"]
     model = models.causal_lm(base_model, quantization=settings.quantization)
     tokenizer = models.tokenizer(base_model)
     # train_adapter writes atomically: a failed or interrupted run leaves the previous adapter in place.
-    out_dir = storage.store().path("adapter")
-    result = train_adapter(
-        model, tokenizer, train_split.to_list(), validation_split.to_list(), settings, out_dir
-    )
+    out_dir = artifact_store(storage).path("adapter")
+    with user_errors("adapter"):
+        result = train_adapter(
+            model,
+            tokenizer,
+            train_split.to_list(),
+            validation_split.to_list(),
+            settings,
+            out_dir,
+            base_model_source=base_source,
+        )
     losses = [h["loss"] for h in result.loss_history if "loss" in h]
     metadata = {
+        "base_model": base_source,
         "train_rows": len(train_split),
         "validation_rows": len(validation_split),
         "steps": result.steps,
@@ -60,5 +80,4 @@ def adapter(
             markdown_image(loss_curve_png(result.loss_history, title="adapter training loss"), "loss curve")
         ),
     }
-    overridden = config_overrides(config, "train")
-    yield from record_stage(storage, dvc, {"adapter": metadata}, stopwatch, overridden=overridden)
+    yield from record_stage(context, config, storage, dvc, {"adapter": metadata}, stopwatch)

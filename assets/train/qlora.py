@@ -17,14 +17,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assets.train.tokenize import pad_batch, tokenize_rows
+from assets.shared.chat import pad_batch, tokenize_rows
+from assets.shared.errors import InputError
+from assets.shared.training_record import TrainingRecord
 from resources.artifacts import atomic_directory
 from resources.model_loading import QUANTIZATIONS
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-TRAINING_CONFIG_FILE = "training_config.json"
 LOSS_HISTORY_FILE = "loss_history.json"
 _VERSIONED_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes")
 
@@ -33,7 +34,6 @@ _VERSIONED_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandb
 class TrainSettings:
     """The ``train`` section of params.yaml, validated. See params.yaml for what each field means."""
 
-    base_model: str
     quantization: str | None
     lora_r: int
     lora_alpha: int
@@ -140,10 +140,14 @@ def train_adapter(
     validation_rows: Iterable[Mapping[str, Any]],
     settings: TrainSettings,
     out_dir: Path,
+    *,
+    base_model_source: str,
 ) -> TrainResult:
     """Train a LoRA adapter on ``model`` (wrapped in place) and write it to ``out_dir`` atomically.
 
     Rows are canonical examples (a ``messages`` list each); the loss covers assistant tokens only.
+    ``base_model_source`` names the base as the base_model asset recorded it (a hub id, a directory as
+    configured, or ``embedded``): it goes into the training record and ``adapter_config.json``.
     ``eval_loss`` is None when no validation row has an assistant token within ``max_seq_length``.
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -152,14 +156,14 @@ def train_adapter(
 
     allowed_optimizers = {o.value for o in OptimizerNames}
     if settings.optimizer not in allowed_optimizers:
-        raise ValueError(
+        raise InputError(
             f"train.optimizer = {settings.optimizer!r} (params.yaml) is not a transformers optimizer; "
             f"choose one of {sorted(allowed_optimizers)}."
         )
     train_features = tokenize_rows(tokenizer, train_rows, max_seq_length=settings.max_seq_length)
     eval_features = tokenize_rows(tokenizer, validation_rows, max_seq_length=settings.max_seq_length)
     if not train_features:
-        raise ValueError(
+        raise InputError(
             "No training row has an assistant token within train.max_seq_length "
             f"({settings.max_seq_length}): check that train_split is not empty and has assistant answers."
         )
@@ -228,25 +232,23 @@ def train_adapter(
             if "loss" in entry
         ]
     if not all(math.isfinite(entry["loss"]) for entry in history):
-        raise FloatingPointError(
-            "Training loss became NaN or infinite; lower train.learning_rate or check the data."
-        )
+        raise InputError("Training loss became NaN or infinite; lower train.learning_rate or check the data.")
 
-    config_record = {
-        "settings": asdict(settings),
-        "base_model": {"source": settings.base_model, "model_type": model.config.model_type},
-        "library_versions": _library_versions(),
-        "train_examples": len(train_features),
-        "validation_examples": len(eval_features),
-        "steps": int(output.global_step),
-        "trainable_params": int(trainable_params),
-        "total_params": int(total_params),
-    }
+    record = TrainingRecord(
+        settings=asdict(settings),
+        base_model={"source": base_model_source, "model_type": model.config.model_type},
+        library_versions=_library_versions(),
+        train_examples=len(train_features),
+        validation_examples=len(eval_features),
+        steps=int(output.global_step),
+        trainable_params=int(trainable_params),
+        total_params=int(total_params),
+    )
     # peft keeps the resolved "all-linear" targets in a set; a sorted list makes adapter_config.json stable.
     adapter_config = model.peft_config["default"]
     # peft records the base's load path, which differs per checkout; the configured source is stable,
     # so the same training gives the same adapter bytes on every machine.
-    adapter_config.base_model_name_or_path = settings.base_model
+    adapter_config.base_model_name_or_path = base_model_source
     if not isinstance(adapter_config.target_modules, str):
         adapter_config.target_modules = sorted(adapter_config.target_modules)
     with atomic_directory(out_dir) as staging:
@@ -255,7 +257,7 @@ def train_adapter(
         # is the honest record of this adapter.
         (staging / "README.md").unlink(missing_ok=True)
         tokenizer.save_pretrained(staging)
-        _write_json(staging / TRAINING_CONFIG_FILE, config_record)
+        record.write(staging)
         _write_json(staging / LOSS_HISTORY_FILE, history)
     return TrainResult(
         loss_history=history,

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from assets.shared.errors import InputError
+
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
@@ -20,7 +22,7 @@ IGNORE_INDEX = -100
 Message = Mapping[str, str]
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(InputError):
     """A conversation cannot be rendered or its assistant turns cannot be located."""
 
 
