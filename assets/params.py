@@ -144,11 +144,6 @@ def section_hash(names: tuple[str, ...], root: Path = PROJECT_ROOT) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def params_hash(root: Path = PROJECT_ROOT) -> str:
-    """Hash of every section: the registry tags each model version with it."""
-    return section_hash(SECTIONS, root)
-
-
 def _field_type(value: Any) -> Any:
     # Nulls are optional strings (dates, paths); other types follow the YAML value.
     if value is None:

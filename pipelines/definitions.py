@@ -1,7 +1,8 @@
 """The composition root: every asset, check, resource, job, schedule and sensor.
 
-`dagster dev -m pipelines.definitions` (make ui) serves it; tests load `defs` directly. Environment
-settings come from variables here, pipeline settings from params.yaml inside the assets.
+`dagster dev` (make ui; pyproject.toml names this module under [tool.dagster]) serves it; tests load
+`defs` directly. Environment settings come from variables here, pipeline settings from params.yaml
+through each stage's Config class (assets/publishing.py, the stage table).
 """
 
 from __future__ import annotations

@@ -65,8 +65,9 @@ def _hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
         ) from error
 
 
-def _describe(source: str) -> dict[str, Any]:
-    """Model type, vocabulary size and parameter count, read from the config without loading weights."""
+def _describe(source: str, *, spec: str) -> dict[str, Any]:
+    """Model type, vocabulary size and parameter count, read from the config without loading weights;
+    ``spec`` is the setting's value, for the error message."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -74,7 +75,9 @@ def _describe(source: str) -> dict[str, Any]:
         config = AutoConfig.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as error:
         raise ModelSourceError(
-            f"{source} does not hold a transformers model with a usable config.json: {error}"
+            f"{SETTING} = {spec!r} (params.yaml): {source} does not hold a transformers model with a usable "
+            f"config.json ({error}). Point {SETTING} at a directory written by save_pretrained (config.json, "
+            f"weights, tokenizer), a hub id in the local cache, or {EMBEDDED!r}."
         ) from error
     # Building on the meta device allocates nothing, so this is cheap even for large models.
     with torch.device("meta"):
@@ -110,7 +113,7 @@ def prepare_base_model(spec: str, out_dir: Path, *, seed: int, root: Path = PROJ
 
             location = build_tiny_causal_lm(staging, seed=seed)
         assert location is not None
-        record.update(_describe(str(location)))
+        record.update(_describe(str(location), spec=source.spec))
         if source.kind == "local":
             record["fingerprint"] = directory_fingerprint(location)
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"

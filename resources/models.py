@@ -68,7 +68,7 @@ class ModelLoader(dg.ConfigurableResource):
             source = resolve_translator(
                 spec, direction=direction, embedded_root=root, seed=seed, setting=setting
             )
-            return load_translator(source, device=self.device)
+            return load_translator(source, device=self.device, setting=setting)
 
 
 @contextlib.contextmanager

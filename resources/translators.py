@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 SETTINGS = "augment.forward_model / augment.backward_model"
 
 
-class TranslatorUnavailableError(OSError):
-    """A translation model could not be found locally; the message says what to do."""
+class TranslatorUnavailableError(ModelSourceError):
+    """A translation model could not be found or loaded locally; the message says what to do."""
 
 
 class Translator:
@@ -124,7 +124,7 @@ def _ensure_embedded(root: Path, *, src_lang: str, tgt_lang: str, seed: int) -> 
     return target.resolve()
 
 
-def _local_snapshot(hub_id: str, cache_dir: Path | None) -> str:
+def _local_snapshot(hub_id: str, cache_dir: Path | None, setting: str = SETTINGS) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
@@ -136,37 +136,46 @@ def _local_snapshot(hub_id: str, cache_dir: Path | None) -> str:
             f"({cache_dir or 'HF_HUB_CACHE / HF_HOME'}). Nothing is downloaded at run time (hub access is "
             "off). Either fetch it on a machine with internet access (`hf download "
             f"{hub_id}`) and copy the cache here (set HF_HOME or HF_HUB_CACHE to it, with HF_HUB_OFFLINE=1), "
-            "or save the model with save_pretrained to a directory and put that directory in params.yaml "
-            "(augment.forward_model / augment.backward_model), or use 'embedded'."
+            f"or save the model with save_pretrained to a directory and put that directory in params.yaml "
+            f"({setting}), or use 'embedded'."
         ) from err
 
 
 def load_translator(
-    path_or_id: str, *, device: str = "cpu", cache_dir: Path | None = None, root: Path = PROJECT_ROOT
+    path_or_id: str,
+    *,
+    device: str = "cpu",
+    cache_dir: Path | None = None,
+    root: Path = PROJECT_ROOT,
+    setting: str = SETTINGS,
 ) -> Translator:
     """Load a translator from a local directory (absolute or relative to ``root``), or from the local
     Hugging Face cache for a hub id.
 
-    ``cache_dir`` overrides the Hugging Face cache location (default: the ``HF_HUB_CACHE`` environment).
-    Raises ``TranslatorUnavailableError`` when the model is not on this machine.
+    ``cache_dir`` overrides the Hugging Face cache location (default: the ``HF_HUB_CACHE`` environment);
+    ``setting`` names the params.yaml field the translator came from, in error messages. Raises
+    ``TranslatorUnavailableError`` when the model is not on this machine or is no translation model.
     """
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    source = classify_model_spec(path_or_id, setting=SETTINGS, root=root)
+    source = classify_model_spec(path_or_id, setting=setting, root=root)
     if source.kind == "embedded":
         raise ModelSourceError(
             "load_translator: 'embedded' names no model yet; pass the spec through resolve_translator, "
             "which builds the embedded translator and returns its directory."
         )
-    location = str(source.path) if source.path is not None else _local_snapshot(source.spec, cache_dir)
+    location = (
+        str(source.path) if source.path is not None else _local_snapshot(source.spec, cache_dir, setting)
+    )
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)
         model = AutoModelForSeq2SeqLM.from_pretrained(location, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
         raise TranslatorUnavailableError(
-            f"Could not load a translation model from {location!r} (translator {path_or_id!r}): {err}. "
+            f"Could not load a translation model from {location!r} ({setting} = {path_or_id!r}): {err}. "
             "The directory must hold a sequence-to-sequence model and its tokenizer saved with "
-            "save_pretrained, such as a Helsinki-NLP opus-mt checkpoint."
+            f"save_pretrained, such as a Helsinki-NLP opus-mt checkpoint: fix {setting} in params.yaml, or "
+            "use 'embedded'."
         ) from err
     model.to(device)
     model.eval()

@@ -10,7 +10,6 @@ from assets.publishing import (
     code_version,
     count_table,
     dataset_metadata,
-    fail,
     record_stage,
     stage_config,
     stage_settings,
@@ -51,18 +50,14 @@ def augmented_examples(
     if config.enabled:
         settings = stage_settings(AugmentSettings, config.model_dump())
         pair = (config.source_lang, config.pivot_lang)
-        try:
-            forward = models.translator(
-                config.forward_model, direction=pair, seed=config.seed, setting="augment.forward_model"
-            )
-            backward = models.translator(
-                config.backward_model,
-                direction=pair[::-1],
-                seed=config.seed,
-                setting="augment.backward_model",
-            )
-        except OSError as exc:  # a model that is not on this machine, or not a translation model
-            raise fail(f"augment: {exc}") from None
+        # A model that is not on this machine, or is no translation model, fails with a message naming
+        # the setting (ModelLoader); any other error is a bug and keeps its traceback.
+        forward = models.translator(
+            config.forward_model, direction=pair, seed=config.seed, setting="augment.forward_model"
+        )
+        backward = models.translator(
+            config.backward_model, direction=pair[::-1], seed=config.seed, setting="augment.backward_model"
+        )
         result = back_translate_rows(rows, forward=forward, backward=backward, settings=settings)
         new_rows, counts = result.rows, result.counts
     dataset = to_dataset(rows + new_rows, example_features())

@@ -76,6 +76,8 @@ def clean(
                 "Datalab issue",
             ),
             "notes": "; ".join(result.notes) or "none",
+            # The cleaning steps in order: what each saw, rejected and rewrote.
+            "steps": dg.MetadataValue.md(step_table(result.step_counts)),
         },
         "rejected_examples": {
             **dataset_metadata(rejected),
@@ -84,6 +86,22 @@ def clean(
         },
     }
     yield from record_stage(context, config, storage, dvc, outputs, stopwatch)
+
+
+def step_table(step_counts: list[dict]) -> str:
+    """One markdown row per cleaning step, in the order they ran."""
+    lines = ["| step | stage | kind | rows in | rejected | rewritten |", "|---|---|---|---|---|---|"]
+    for step in step_counts:
+        cells = (
+            step["step"],
+            step["stage"],
+            step["kind"],
+            step["rows_in"],
+            step["rejected"],
+            step["rewritten"],
+        )
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    return "\n".join(lines)
 
 
 @dg.asset_check(

@@ -11,6 +11,7 @@ from assets.publishing import (
     Stopwatch,
     artifact_store,
     code_version,
+    fail,
     record_stage,
     stage_config,
     stage_settings,
@@ -57,6 +58,14 @@ def evaluation_report(
     store = artifact_store(storage)
     with user_errors("evaluation_report"):
         trained = read_training_record(adapter)
+    base_source, trained_on = models.base_record(base_model)["source"], trained.base_model.get("source")
+    if trained_on != base_source:
+        # Its weights would not fit this base (a traceback), or would be scored on the wrong model.
+        raise fail(
+            f"evaluation_report: the adapter was trained on base model {trained_on!r} (its "
+            f"training_config.json), but base_model now holds {base_source!r} (train.base_model): "
+            "materialize adapter again on this base, or set train.base_model back and materialize base_model."
+        )
     # Score the base exactly as the adapter was trained: same quantization, same truncation.
     settings = stage_settings(EvalSettings, {**config.model_dump(), "max_seq_length": trained.max_seq_length})
     base_md5, adapter_md5 = store.md5("base_model"), store.md5("adapter")

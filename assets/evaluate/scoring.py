@@ -159,6 +159,16 @@ def score_model(
             "No rows to evaluate: test_split is empty. Lower split.test_start or raise split.test_fraction "
             "in params.yaml, then materialize split again."
         )
+    unanswered = [
+        str(row.get("id")) for row in rows if not any(m["role"] == "assistant" for m in row["messages"])
+    ]
+    if unanswered:
+        shown = ", ".join(repr(row_id) for row_id in unanswered[:5]) + (" ..." if len(unanswered) > 5 else "")
+        raise InputError(
+            f"{len(unanswered)} test_split row(s) have no assistant turn to score against (id {shown}). "
+            "Every test row needs a reference answer: clean_examples rejects conversations without one, so "
+            "materialize clean and split again, or remove these rows from the data."
+        )
     ppl = perplexity(
         model, tokenizer, rows, max_seq_length=settings.max_seq_length, batch_size=settings.batch_size
     )

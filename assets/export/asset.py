@@ -15,6 +15,7 @@ from assets.publishing import (
     fail,
     record_stage,
     stage_config,
+    stage_settings,
     user_errors,
 )
 from assets.types import Dataset
@@ -48,24 +49,33 @@ def merged_model(
     `AutoModelForCausalLM.from_pretrained`. Before it replaces the previous export, its logits on test
     prompts must match the adapter applied to the base within `export.max_abs_logit_diff`.
     `champion.json` in the directory says which registry version it is."""
-    from assets.export.merge import MergeVerificationError, merge_and_verify
+    from assets.export.merge import ExportSettings, MergeVerificationError, merge_and_verify
     from assets.shared.reference import choose_reference
 
     stopwatch = Stopwatch()
+    settings = stage_settings(ExportSettings, config.model_dump())
     store = artifact_store(storage)
     name = registered_adapter["name"]
     champion = registry.champion(name)
     if champion is None:
-        raise fail(f"The registry has no champion for '{name}' yet: the promotion gate has never passed.")
+        raise fail(
+            f"merged_model: the registry has no champion for '{name}' yet (registry.model_name): the "
+            "promotion_gate check on registered_adapter has never passed, so there is nothing to export. "
+            "Materialize registered_adapter with a candidate that passes the gate (its check says why one "
+            "failed), then merged_model."
+        )
     reference = choose_reference(champion, base_model_md5=store.md5("base_model"))
     if reference.kind != "champion":
         raise fail(
             f"merged_model: {reference.note}, not on the current base_model, so it cannot be merged into "
             "it: re-train on this base (the gate then decides), or set train.base_model back."
         )
-    prompts = verification_prompts(test_split.to_list(), config.verify_prompts)
+    prompts = verification_prompts(test_split.to_list(), settings.verify_prompts)
     if not prompts:
-        raise fail("test_split has no user prompt to verify the merged model on.")
+        raise fail(
+            "merged_model: test_split has no user prompt to verify the merged model on: materialize split "
+            "so that the test split holds conversations (split.test_fraction or split.test_start)."
+        )
     # champion.json says which registry version this export is, months later.
     lineage = {
         "registry_name": name,
@@ -81,8 +91,8 @@ def merged_model(
                 base_model,
                 adapter_dir,
                 store.path("merged_model"),
-                dtype=config.dtype,
-                max_abs_logit_diff=config.max_abs_logit_diff,
+                dtype=settings.dtype,
+                max_abs_logit_diff=settings.max_abs_logit_diff,
                 verify_prompts=prompts,
                 device=models.device,
                 extra_files={"champion.json": json.dumps(lineage, indent=2, sort_keys=True) + "\n"},

@@ -10,19 +10,42 @@ from __future__ import annotations
 
 import gc
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assets.shared.errors import InputError
 from assets.shared.training_record import read_training_record
 from resources.artifacts import atomic_directory
-from resources.model_loading import load_causal_lm, torch_dtype
+from resources.model_loading import DTYPES, load_causal_lm, torch_dtype
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
 VERIFICATION_FILE = "merge_verification.json"
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """The ``export`` section of params.yaml, validated; see the comments there."""
+
+    dtype: str
+    max_abs_logit_diff: float
+    verify_prompts: int
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.dtype not in DTYPES:
+            problems.append(f"export.dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        diff = self.max_abs_logit_diff
+        if isinstance(diff, bool) or not isinstance(diff, (int, float)) or not diff >= 0:
+            problems.append(f"export.max_abs_logit_diff must be a number >= 0; got {diff!r}")
+        count = self.verify_prompts
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            problems.append(f"export.verify_prompts must be a positive integer; got {count!r}")
+        if problems:
+            raise ValueError("; ".join(problems) + ". Fix it in params.yaml (section export).")
 
 
 class MergeVerificationError(RuntimeError):
@@ -86,7 +109,13 @@ def merge_and_verify(
             "non-empty test split."
         )
     if not max_abs_logit_diff >= 0:
-        raise ValueError(f"export.max_abs_logit_diff must be >= 0; got {max_abs_logit_diff!r}.")
+        raise InputError(
+            f"export.max_abs_logit_diff must be >= 0; got {max_abs_logit_diff!r}. Fix it in params.yaml."
+        )
+    if dtype not in DTYPES:
+        raise InputError(
+            f"export.dtype must be one of {', '.join(DTYPES)}; got {dtype!r}. Fix it in params.yaml."
+        )
     # Load the base exactly as it was during training.
     quantization = read_training_record(adapter_dir).quantization
     weight_dtype = torch_dtype(dtype)

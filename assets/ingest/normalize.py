@@ -182,7 +182,10 @@ def normalize_file(path: Path, *, max_chars: int, source_file: str | None = None
 
 def _check_max_chars(max_chars: int) -> None:
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars <= 0:
-        raise ValueError(f"data.max_chars must be a positive integer, got {max_chars!r}")
+        raise IngestError(
+            f"data.max_chars must be a positive integer (the longest row, in characters), got {max_chars!r}; "
+            "fix it in params.yaml or the launchpad config"
+        )
 
 
 def _present(value: dict[str, Any], key: str) -> bool:

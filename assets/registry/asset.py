@@ -15,8 +15,10 @@ from assets.publishing import (
     record_stage,
     recorded_settings,
     stage_config,
+    stage_settings,
     user_errors,
 )
+from assets.registry.lineage import LINEAGE_ARTIFACTS
 from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
 from resources.registry import ModelRegistry
@@ -29,15 +31,8 @@ RegistryConfig = stage_config("registered_adapter")
     group_name="model",
     kinds={"mlflow", "dvc"},
     code_version=code_version("registered_adapter"),
-    deps=[
-        "raw_examples",
-        "clean_examples",
-        "augmented_examples",
-        "train_split",
-        "validation_split",
-        "test_split",
-        "base_model",
-    ],
+    # Lineage reads the md5 of every dataset and model the candidate came from.
+    deps=[key for key in LINEAGE_ARTIFACTS if key != "adapter"],
     tags={"stage": "register"},
 )
 def registered_adapter(
@@ -53,6 +48,7 @@ def registered_adapter(
     DVC md5 of the raw, clean and split data and of the base model and adapter, the params hash, the
     git commit and the Dagster run. It becomes the `champion` only if the promotion gate passes; the
     same adapter bytes registered again reuse their version."""
+    from assets.registry.gate import GateSettings
     from assets.registry.lineage import (
         LINEAGE_ARTIFACTS,
         git_commit,
@@ -63,8 +59,13 @@ def registered_adapter(
     from assets.shared.training_record import read_training_record
 
     stopwatch = Stopwatch()
+    # The gate reads these settings after registration; a bad one must fail before anything is registered.
+    stage_settings(GateSettings, config.model_dump())
     store = artifact_store(storage)
-    md5s = {key: store.md5(key) for key in LINEAGE_ARTIFACTS}
+    try:
+        md5s = {key: store.md5(key) for key in LINEAGE_ARTIFACTS}
+    except FileNotFoundError as exc:  # MissingArtifactError: names the asset to materialize first
+        raise fail(f"registered_adapter: its lineage needs every upstream artifact, but {exc}") from None
     if evaluation_report.get("adapter_md5") != md5s["adapter"]:
         raise fail(
             "evaluation_report was made for another adapter than the current one: materialize "

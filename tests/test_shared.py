@@ -1,0 +1,78 @@
+"""The shared modules: the reference rule and the training record, each the one home of its idea."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assets.shared.errors import InputError
+from assets.shared.reference import choose_reference
+from assets.shared.training_record import (
+    TRAINING_CONFIG_FILE,
+    TrainingRecord,
+    TrainingRecordError,
+    read_training_record,
+)
+
+CHAMPION = {"version": "3", "tags": {"adapter_md5": "A3", "base_model_md5": "B1", "base_model": "embedded"}}
+
+
+@pytest.mark.parametrize(
+    ("champion", "base_md5", "adapter_md5", "kind", "version", "words"),
+    [
+        (None, "B1", "A9", "base", None, "no champion yet"),
+        (CHAMPION, "B1", "A9", "champion", "3", "version 3"),
+        (CHAMPION, "B1", "A3", "candidate_is_champion", "3", "the candidate is the champion"),
+        (CHAMPION, "B2", "A9", "base", "3", "another base model (embedded)"),
+        # Export asks only whether the champion belongs to this base.
+        (CHAMPION, "B1", None, "champion", "3", "version 3"),
+        (CHAMPION, "B2", None, "base", "3", "another base model"),
+    ],
+)
+def test_the_reference_rule(
+    champion: dict | None, base_md5: str, adapter_md5: str | None, kind: str, version: str | None, words: str
+) -> None:
+    reference = choose_reference(champion, base_model_md5=base_md5, adapter_md5=adapter_md5)
+    assert (reference.kind, reference.champion_version) == (kind, version)
+    assert words in reference.note
+
+
+def test_a_training_record_round_trips(tmp_path: Path) -> None:
+    record = TrainingRecord(
+        settings={"quantization": "nf4", "max_seq_length": 128, "lora_r": 8},
+        base_model={"source": "embedded", "model_type": "llama"},
+        steps=4,
+    )
+    record.write(tmp_path)
+    read = read_training_record(tmp_path)
+    assert read == record
+    assert (read.quantization, read.max_seq_length) == ("nf4", 128)
+    # Sorted keys, no timestamps: the same training gives the same bytes.
+    first = (tmp_path / TRAINING_CONFIG_FILE).read_bytes()
+    read.write(tmp_path)
+    assert (tmp_path / TRAINING_CONFIG_FILE).read_bytes() == first
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "is missing"),
+        ("{not json", "is not a training record"),
+        (json.dumps({"settings": {}, "base_model": {}, "surprise": 1}), "is not a training record"),
+        (
+            json.dumps({"settings": {"quantization": None}, "base_model": {}}),
+            "lacks settings ['max_seq_length']",
+        ),
+    ],
+)
+def test_a_bad_training_record_names_the_file_and_what_to_do(
+    tmp_path: Path, content: str | None, words: str
+) -> None:
+    if content is not None:
+        (tmp_path / TRAINING_CONFIG_FILE).write_text(content)
+    with pytest.raises(TrainingRecordError, match=r"re-materialize adapter|adapter asset") as info:
+        read_training_record(tmp_path)
+    assert words in str(info.value) and TRAINING_CONFIG_FILE in str(info.value)
+    assert isinstance(info.value, InputError)
