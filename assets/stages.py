@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import functools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -181,15 +180,18 @@ def _module_file(module: str, root: Path) -> Path | None:
     return None
 
 
-def _imported_modules(path: Path) -> Iterator[str]:
+@functools.cache
+def _imported_modules(path: Path) -> tuple[str, ...]:
     """Every module named by an import anywhere in the file, function-level (lazy) imports included;
-    ``from a.b import c`` yields both ``a.b`` and ``a.b.c`` (``c`` may be a module)."""
+    ``from a.b import c`` gives both ``a.b`` and ``a.b.c`` (``c`` may be a module). Parsed once per file:
+    the definitions load computes every stage's code at import."""
+    names: list[str] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
+            names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module
-            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+            names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return tuple(names)
 
 
 @functools.cache

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from assets.stages import ARTIFACTS
+from resources.artifacts import MissingArtifactError
 from resources.storage import StorageResource
 
 
@@ -25,4 +26,8 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
             )
 
     def load_input(self, context: dg.InputContext) -> Any:
-        return self.storage.store(ARTIFACTS).load(context.asset_key.to_user_string())
+        try:
+            return self.storage.store(ARTIFACTS).load(context.asset_key.to_user_string())
+        except MissingArtifactError as exc:
+            # An upstream asset that was never materialized here is the user's to fix, not a bug.
+            raise dg.Failure(description=str(exc), allow_retries=False) from None

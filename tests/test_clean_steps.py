@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from assets.clean.filters import check_ingest_error, find_reused_ids
-from assets.clean.pipeline import CleanSettings, clean_rows, default_steps
+from assets.clean.pipeline import clean_rows, default_steps
 from assets.clean.steps import (
     Filtered,
     FilterStep,
@@ -27,6 +27,7 @@ from assets.clean.steps import (
     run_steps,
 )
 from assets.shared.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, REJECTION_COLUMNS
+from tests.test_clean import SETTINGS
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -345,19 +346,6 @@ def test_find_reused_ids_points_at_the_first_row() -> None:
     assert "the row at line 1" in found[3].detail
     # the same row object twice is still a reused id
     assert list(find_reused_ids([rows[0], rows[0]])) == [1]
-
-
-SETTINGS = CleanSettings(
-    min_response_chars=2,
-    near_dup_threshold=0.8,
-    minhash_permutations=128,
-    shingle_size=5,
-    cleanlab_enabled=False,
-    embedder="embedded",
-    embedding_dim=16,
-    outlier_score_threshold=0.02,
-    cleanlab_near_duplicates=True,
-)
 
 
 def test_default_steps_are_filters_in_stage_order() -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assets.shared.errors import InputError
+
 SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
 # Keys under which a .json file may wrap its list of rows.
 JSON_WRAPPER_KEYS = ("data", "examples", "rows")
@@ -23,7 +25,7 @@ CSV_JSON_COLUMNS = ("messages", "conversations")
 _HINT = "use .jsonl, .json, .parquet or .csv"
 
 
-class IngestError(ValueError):
+class IngestError(InputError):
     """The input file as a whole cannot be ingested (as opposed to one bad row)."""
 
 

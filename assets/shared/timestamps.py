@@ -12,12 +12,14 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any
 
+from assets.shared.errors import InputError
+
 # Epoch values at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is March 1973.
 EPOCH_MS_THRESHOLD = 1e11
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
-class TimestampError(ValueError):
+class TimestampError(InputError):
     """A value that is not a time; ``reason`` is ``bad_timestamp`` or ``wrong_type``."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -87,11 +89,11 @@ def parse_cutoff(value: str | date | None, name: str) -> datetime | None:
     if isinstance(value, datetime):
         return to_utc(value)
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be an ISO-8601 string or null, got {value!r}")
+        raise InputError(f"{name} must be an ISO-8601 string or null, got {value!r}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"{name} is {value!r}, which is not an ISO-8601 date or time; use e.g. '2025-07-01' "
             "or '2025-07-01T00:00:00Z', or null to cut by fraction"
         ) from None
@@ -104,7 +106,7 @@ def row_time(row: dict[str, Any]) -> datetime:
     if isinstance(value, str):
         value = parse_cutoff(value, f"created_at of row {row.get('id')!r}")
     if not isinstance(value, datetime):
-        raise ValueError(
+        raise InputError(
             f"row {row.get('id')!r} has no created_at timestamp (got {value!r}); the split needs one"
         )
     return to_utc(value)

@@ -14,6 +14,7 @@ from assets.publishing import (
     record_stage,
     stage_config,
     stage_settings,
+    user_errors,
 )
 from assets.types import Dataset
 from resources.dvc import DvcResource
@@ -53,12 +54,9 @@ def split(
     from assets.split.timesplit import SplitSettings, split_by_time
 
     stopwatch = Stopwatch()
-    try:
-        result = split_by_time(
-            augmented_examples.to_list(), stage_settings(SplitSettings, config.model_dump())
-        )
-    except ValueError as exc:
-        raise fail(f"split: {exc}") from None
+    settings = stage_settings(SplitSettings, config.model_dump())
+    with user_errors("split"):
+        result = split_by_time(augmented_examples.to_list(), settings)
     # Checked here as well as by the split_leakage check: a selection of one split runs no check on
     # train_split, and leaky splits must never be written.
     leaks = find_leaks(result.train, result.validation, result.test)

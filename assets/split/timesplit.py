@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from assets.shared.errors import InputError
 from assets.shared.groups import group_rows
 from assets.shared.timestamps import parse_cutoff, row_time
 
@@ -84,7 +85,7 @@ def _cutoffs(group_times: list[datetime], settings: SplitSettings) -> tuple[date
         test_start = times[len(times) - wanted] if wanted else NEVER
         explicit_validation = settings.validation_cutoff
         if explicit_validation is not None and test_start < explicit_validation:
-            raise ValueError(
+            raise InputError(
                 f"split.test_fraction {settings.test_fraction} puts the test cutoff at "
                 f"{test_start.isoformat()}, before split.validation_start {settings.validation_start}; "
                 "set split.test_start explicitly or lower split.test_fraction"
@@ -100,7 +101,7 @@ def _cutoffs(group_times: list[datetime], settings: SplitSettings) -> tuple[date
 def split_by_time(rows: list[dict[str, Any]], settings: SplitSettings) -> SplitResult:
     """Split rows by group time into train, validation and test; see the module docstring."""
     if not rows:
-        raise ValueError("there are no rows to split; the upstream dataset is empty")
+        raise InputError("there are no rows to split; the upstream dataset is empty")
     groups = group_rows(rows)
     times = [row_time(row) for row in rows]
     group_time: dict[int, datetime] = {}
@@ -118,7 +119,7 @@ def split_by_time(rows: list[dict[str, Any]], settings: SplitSettings) -> SplitR
             continue
         splits[name].append(index)
     if not splits["train"]:
-        raise ValueError(
+        raise InputError(
             f"train would be empty: all {len(group_time)} groups are at or after the validation cutoff "
             f"{validation_start.isoformat()}; move split.validation_start / split.test_start later or lower "
             "split.validation_fraction / split.test_fraction"
