@@ -47,6 +47,13 @@ def code_version(stage_name: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def stage_policy(stage_name: str, *, multi_asset: bool = False) -> dict[str, Any]:
+    """Decorator arguments every stage's asset shares, so an asset names its stage once: its code
+    version and a ``stage`` tag with the stage-table name (an op tag for a multi-asset)."""
+    tags = {"stage": stage_name}
+    return {"code_version": code_version(stage_name), ("op_tags" if multi_asset else "tags"): tags}
+
+
 def artifact_store(storage: StorageResource) -> ArtifactStore:
     """The artifact store of the pipeline's stage table under the storage root."""
     return storage.store(stages.ARTIFACTS)

@@ -110,5 +110,12 @@ def test_code_files_follow_lazy_and_transitive_imports(tmp_path: Path) -> None:
     assert found == ("assets/demo/asset.py", "assets/shared/a.py", "resources/b.py")
 
 
+def test_every_asset_carries_its_stage_code_version() -> None:
+    for assets_def in defs.assets:
+        stage = assets_def.node_def.name
+        for key in assets_def.keys:
+            assert assets_def.code_versions_by_key[key] == code_version(stage), key
+
+
 def test_a_code_version_changes_with_its_params() -> None:
     assert len({code_version(name) for name in STAGE_NAMES}) == len(STAGE_NAMES)

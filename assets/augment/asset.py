@@ -7,11 +7,11 @@ import dagster as dg
 from assets.publishing import (
     Stopwatch,
     artifact_store,
-    code_version,
     count_table,
     dataset_metadata,
     record_stage,
     stage_config,
+    stage_policy,
     stage_settings,
 )
 from assets.types import Dataset
@@ -25,8 +25,7 @@ AugmentConfig = stage_config("augmented_examples")
 @dg.asset(
     group_name="data",
     kinds={"parquet", "dvc", "transformers"},
-    code_version=code_version("augmented_examples"),
-    tags={"stage": "augment"},
+    **stage_policy("augmented_examples"),
 )
 def augmented_examples(
     context: dg.AssetExecutionContext,

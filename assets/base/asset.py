@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.publishing import Stopwatch, artifact_store, code_version, record_stage, stage_config
+from assets.publishing import Stopwatch, artifact_store, record_stage, stage_config, stage_policy
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
 from resources.storage import StorageResource
@@ -18,8 +18,7 @@ EMBEDDED_BASE_SEED = 0
 @dg.asset(
     group_name="model",
     kinds={"transformers", "dvc"},
-    code_version=code_version("base_model"),
-    tags={"stage": "base_model"},
+    **stage_policy("base_model"),
 )
 def base_model(
     context: dg.AssetExecutionContext,

@@ -7,12 +7,12 @@ import dagster as dg
 from assets.publishing import (
     Stopwatch,
     artifact_store,
-    code_version,
     count_table,
     counts_by,
     dataset_metadata,
     record_stage,
     stage_config,
+    stage_policy,
     stage_settings,
 )
 from assets.types import Dataset
@@ -43,8 +43,7 @@ CleanConfig = stage_config("clean")
         ),
     ],
     group_name="data",
-    code_version=code_version("clean"),
-    op_tags={"stage": "clean"},
+    **stage_policy("clean", multi_asset=True),
 )
 def clean(
     context: dg.AssetExecutionContext,

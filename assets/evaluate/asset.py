@@ -10,10 +10,10 @@ import dagster as dg
 from assets.publishing import (
     Stopwatch,
     artifact_store,
-    code_version,
     fail,
     record_stage,
     stage_config,
+    stage_policy,
     stage_settings,
     user_errors,
 )
@@ -31,8 +31,7 @@ METRIC_COLUMNS = ("perplexity", "rougeL", "bleu", "answer_exact_match", "n_examp
 @dg.asset(
     group_name="model",
     kinds={"evaluate", "dvc"},
-    code_version=code_version("evaluation_report"),
-    tags={"stage": "evaluate"},
+    **stage_policy("evaluation_report"),
 )
 def evaluation_report(
     context: dg.AssetExecutionContext,

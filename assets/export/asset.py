@@ -11,10 +11,10 @@ import dagster as dg
 from assets.publishing import (
     Stopwatch,
     artifact_store,
-    code_version,
     fail,
     record_stage,
     stage_config,
+    stage_policy,
     stage_settings,
     user_errors,
 )
@@ -30,8 +30,7 @@ MergedModelConfig = stage_config("merged_model")
 @dg.asset(
     group_name="model",
     kinds={"transformers", "safetensors", "dvc"},
-    code_version=code_version("merged_model"),
-    tags={"stage": "export"},
+    **stage_policy("merged_model"),
 )
 def merged_model(
     context: dg.AssetExecutionContext,

@@ -8,12 +8,12 @@ import dagster as dg
 from assets.publishing import (
     Stopwatch,
     artifact_store,
-    code_version,
     count_table,
     dataset_metadata,
     fail,
     record_stage,
     stage_config,
+    stage_policy,
 )
 from resources.artifacts import dvc_md5
 from resources.dvc import DvcResource
@@ -28,8 +28,7 @@ RAW_MD5_TAG = "raw_md5"
 @dg.asset(
     group_name="data",
     kinds={"parquet", "dvc"},
-    code_version=code_version("raw_examples"),
-    tags={"stage": "ingest"},
+    **stage_policy("raw_examples"),
 )
 def raw_examples(
     context: dg.AssetExecutionContext, config: RawExamplesConfig, storage: StorageResource, dvc: DvcResource

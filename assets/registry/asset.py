@@ -10,11 +10,11 @@ from assets.params import settings_from
 from assets.publishing import (
     Stopwatch,
     artifact_store,
-    code_version,
     fail,
     record_stage,
     recorded_settings,
     stage_config,
+    stage_policy,
     stage_settings,
     user_errors,
 )
@@ -30,10 +30,9 @@ RegistryConfig = stage_config("registered_adapter")
 @dg.asset(
     group_name="model",
     kinds={"mlflow", "dvc"},
-    code_version=code_version("registered_adapter"),
+    **stage_policy("registered_adapter"),
     # Lineage reads the md5 of every dataset and model the candidate came from.
     deps=[key for key in LINEAGE_ARTIFACTS if key != "adapter"],
-    tags={"stage": "register"},
 )
 def registered_adapter(
     context: dg.AssetExecutionContext,

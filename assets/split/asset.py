@@ -8,11 +8,11 @@ from assets import stages
 from assets.publishing import (
     Stopwatch,
     artifact_store,
-    code_version,
     dataset_metadata,
     fail,
     record_stage,
     stage_config,
+    stage_policy,
     stage_settings,
     user_errors,
 )
@@ -39,8 +39,7 @@ _DESCRIPTIONS = {
         for key in stages.stage("split").keys
     ],
     group_name="data",
-    code_version=code_version("split"),
-    op_tags={"stage": "split"},
+    **stage_policy("split", multi_asset=True),
 )
 def split(
     context: dg.AssetExecutionContext,

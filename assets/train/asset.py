@@ -8,9 +8,9 @@ import dagster as dg
 from assets.publishing import (
     Stopwatch,
     artifact_store,
-    code_version,
     record_stage,
     stage_config,
+    stage_policy,
     stage_settings,
     user_errors,
 )
@@ -26,8 +26,7 @@ AdapterConfig = stage_config("adapter")
 @dg.asset(
     group_name="model",
     kinds={"peft", "bitsandbytes", "dvc"},
-    code_version=code_version("adapter"),
-    tags={"stage": "train"},
+    **stage_policy("adapter"),
 )
 def adapter(
     context: dg.AssetExecutionContext,
