@@ -15,7 +15,8 @@ from assets.augment.paraphrase_filter import (
     dice_similarity,
     judge_paraphrase,
 )
-from assets.shared.schema import example_features, normalize_text, to_dataset
+from assets.shared.schema import example_features, to_dataset
+from assets.shared.text import normalize_text
 
 BOUNDS = ParaphraseFilterSettings(
     min_similarity=0.3, max_similarity=0.95, min_length_ratio=0.5, max_length_ratio=2.0

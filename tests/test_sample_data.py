@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from assets.ingest.normalize import normalize_file
-from assets.shared.schema import conversation_text
+from assets.shared.text import conversation_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample" / "examples.jsonl"

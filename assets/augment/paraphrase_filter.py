@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from assets.shared.schema import normalize_text
+from assets.shared.text import normalize_text
 
 # Reason codes, in the order they are checked.
 EMPTY = "empty"

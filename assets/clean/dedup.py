@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from assets.shared.groups import UnionFind, same_group
-from assets.shared.schema import normalize_text
+from assets.shared.text import normalize_text
 
 if TYPE_CHECKING:
     import numpy as np

@@ -34,7 +34,7 @@ from assets.clean.filters import check_ingest_error, find_reused_ids, row_filter
 from assets.clean.quality import MIN_ROWS, find_quality_issues
 from assets.clean.steps import Filtered, FilterStep, Rejection, Row, Step, each_row, run_steps
 from assets.shared.groups import conversation_key
-from assets.shared.schema import conversation_text
+from assets.shared.text import conversation_text
 
 # Fixed so that the same rows always give the same embeddings and therefore the same cleanlab verdicts.
 EMBEDDING_SEED = 0

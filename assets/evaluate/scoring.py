@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from assets.shared.chat import IGNORE_INDEX, pad_batch, split_last_answer, tokenize_rows
 from assets.shared.errors import InputError
-from assets.shared.schema import normalize_text
+from assets.shared.text import normalize_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

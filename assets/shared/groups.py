@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from assets.shared.schema import conversation_text, normalize_text
+from assets.shared.text import conversation_text, normalize_text
 
 
 def conversation_key(messages: list[dict[str, str]]) -> str:

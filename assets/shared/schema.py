@@ -11,7 +11,6 @@ normalized, or null. ``rejected_examples`` adds the ``stage`` that rejected the 
 
 from __future__ import annotations
 
-import unicodedata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -96,14 +95,3 @@ def to_dataset(rows: list[dict[str, Any]], features: Features) -> Dataset:
     columns = list(features)
     table = {name: [row.get(name) for row in rows] for name in columns}
     return Dataset.from_dict(table, features=features)
-
-
-def normalize_text(text: str) -> str:
-    """NFKC, case-fold and collapse whitespace: the one text normalization of the project (dedup,
-    leakage, paraphrase similarity, exact match), so trivially different copies compare equal."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-def conversation_text(messages: list[dict[str, str]]) -> str:
-    """One string per conversation, used for hashing, dedup and embeddings."""
-    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
