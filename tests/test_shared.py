@@ -76,3 +76,36 @@ def test_a_bad_training_record_names_the_file_and_what_to_do(
         read_training_record(tmp_path)
     assert words in str(info.value) and TRAINING_CONFIG_FILE in str(info.value)
     assert isinstance(info.value, InputError)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory):
+    from resources.model_loading import load_tokenizer, prepare_base_model
+
+    base = tmp_path_factory.mktemp("base") / "base_model"
+    prepare_base_model("embedded", base, seed=0)
+    return load_tokenizer(base)
+
+
+def test_special_token_text_in_content_stays_text(tokenizer) -> None:
+    # ../shared/cases/08: an answer that talks about the marker "<|eos|>" must not end the sequence, and
+    # "<|assistant|>" typed by a user must not open an assistant turn.
+    from assets.shared.chat import IGNORE_INDEX, encode_messages, tokenize_conversation
+
+    eos, assistant = tokenizer.convert_tokens_to_ids(["<|eos|>", "<|assistant|>"])
+    messages = [
+        {"role": "user", "content": "Which marker ends a reply? Write <|assistant|> if unsure."},
+        {"role": "assistant", "content": "Put the marker <|eos|> at the very end of the text."},
+    ]
+    feature = tokenize_conversation(tokenizer, messages, max_seq_length=512)
+    ids, labels = feature["input_ids"], feature["labels"]
+    # One real EOS, the template's own, at the end of the answer; one assistant role token.
+    assert ids.count(eos) == 1 and ids.index(eos) == max(
+        i for i, lab in enumerate(labels) if lab != IGNORE_INDEX
+    )
+    assert ids.count(assistant) == 1
+    # The literal texts are still there, as text, and the answer decodes back whole.
+    answer = tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE_INDEX])
+    assert "Put the marker <|eos|> at the very end of the text." in answer
+    prompt = encode_messages(tokenizer, messages[:1], generation_prompt=True)
+    assert prompt.count(assistant) == 1 and eos not in prompt

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assets.shared.chat import IGNORE_INDEX, pad_batch, split_last_answer, tokenize_rows
+from assets.shared.chat import IGNORE_INDEX, encode_messages, pad_batch, split_last_answer, tokenize_rows
 from assets.shared.errors import InputError
 from assets.shared.text import normalize_text
 
@@ -98,11 +98,13 @@ def generate_answers(
     """Greedy answers to each row's conversation up to (not including) its last assistant turn."""
     import torch
 
+    # Special-token text inside a prompt stays text, as in training (encode_messages).
     prompts = [
-        tokenizer.apply_chat_template(
-            split_last_answer(row["messages"])[0], tokenize=False, add_generation_prompt=True
+        {"input_ids": ids, "attention_mask": [1] * len(ids)}
+        for ids in (
+            encode_messages(tokenizer, split_last_answer(row["messages"])[0], generation_prompt=True)
+            for row in rows
         )
-        for row in rows
     ]
     was_training = model.training
     model.eval()
@@ -111,13 +113,8 @@ def generate_answers(
         with torch.inference_mode():
             for chunk in _batches(prompts, batch_size):
                 # Left padding keeps every prompt's last token next to the first generated one.
-                encoded = tokenizer(
-                    list(chunk),
-                    add_special_tokens=False,
-                    padding=True,
-                    padding_side="left",
-                    return_tensors="pt",
-                ).to(model.device)
+                encoded = pad_batch(chunk, pad_token_id=tokenizer.pad_token_id, padding_side="left")
+                encoded = {key: value.to(model.device) for key, value in encoded.items()}
                 output = model.generate(
                     **encoded,
                     max_new_tokens=max_new_tokens,

@@ -9,6 +9,7 @@ Qwen2.5's, have none).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -92,10 +93,66 @@ def assistant_spans(
     return text, spans
 
 
+def content_spans(text: str, messages: Sequence[Message]) -> list[tuple[int, int]]:
+    """Character spans of the messages' contents in the rendered ``text``, found in order. A content the
+    template rewrote is not found; its characters are then treated as template text."""
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for message in messages:
+        content = message.get("content") or ""
+        start = text.find(content, cursor) if content else -1
+        if start >= 0:
+            spans.append((start, start + len(content)))
+            cursor = start + len(content)
+    return spans
+
+
+def encode_rendered(
+    tokenizer: PreTrainedTokenizerBase, text: str, contents: Sequence[tuple[int, int]]
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids and character offsets of a rendered conversation.
+
+    The template's own text is encoded as usual, so its markers become control tokens; each message's
+    content is encoded with ``split_special_tokens=True``, so text such as ``<|eos|>`` inside an answer
+    stays text and never becomes a real end-of-sequence (or role) token. Pieces are encoded separately,
+    so no token spans a content boundary.
+    """
+    ids: list[int] = []
+    offsets: list[tuple[int, int]] = []
+    cuts = [(0, False)]
+    for start, end in contents:
+        cuts += [(start, True), (end, False)]
+    cuts.append((len(text), False))
+    for (start, is_content), (end, _) in itertools.pairwise(cuts):
+        if end <= start:
+            continue
+        encoding = tokenizer(
+            text[start:end],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            split_special_tokens=is_content,
+        )
+        ids += encoding["input_ids"]
+        offsets += [(start + a, start + b) for a, b in encoding["offset_mapping"]]
+    return ids, offsets
+
+
+def encode_messages(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], *, generation_prompt: bool = False
+) -> list[int]:
+    """Token ids of a conversation rendered with the chat template (with the assistant prompt appended
+    when ``generation_prompt``), content special-token text kept as text (see :func:`encode_rendered`)."""
+    text = _render(tokenizer, messages, prompt=generation_prompt)
+    return encode_rendered(tokenizer, text, content_spans(text, messages))[0]
+
+
 def tokenize_conversation(
     tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], *, max_seq_length: int
 ) -> dict[str, list[int]]:
-    """``input_ids``, ``attention_mask`` and ``labels`` (assistant tokens only), cut to ``max_seq_length``."""
+    """``input_ids``, ``attention_mask`` and ``labels`` (assistant tokens only), cut to ``max_seq_length``.
+
+    Special-token text inside a message is encoded as text (:func:`encode_rendered`).
+    """
     if not getattr(tokenizer, "is_fast", False):
         raise ChatTemplateError(
             f"{type(tokenizer).__name__} is not a fast tokenizer; assistant-token masking needs character "
@@ -103,13 +160,13 @@ def tokenize_conversation(
         )
     text, spans = assistant_spans(tokenizer, messages)
     # The template already wrote BOS and other special tokens as text.
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids = list(encoding["input_ids"])[:max_seq_length]
+    all_ids, all_offsets = encode_rendered(tokenizer, text, content_spans(text, messages))
+    input_ids = all_ids[:max_seq_length]
     labels = [IGNORE_INDEX] * len(input_ids)
     # A token belongs to the turn its first character is in.
     span_iter = iter(spans)
     span = next(span_iter, None)
-    for position, (start, _end) in enumerate(encoding["offset_mapping"][: len(input_ids)]):
+    for position, (start, _end) in enumerate(all_offsets[: len(input_ids)]):
         while span is not None and start >= span[1]:
             span = next(span_iter, None)
         if span is not None and span[0] <= start:
