@@ -10,6 +10,7 @@ Qwen2.5's, have none).
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +28,21 @@ class ChatTemplateError(InputError):
     """A conversation cannot be rendered or its assistant turns cannot be located."""
 
 
+def template_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Messages as chat templates take them: role and content, plus ``tool_calls`` (stored as JSON text,
+    passed parsed, in the OpenAI shape transformers templates expect) when a turn has them."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        item: dict[str, Any] = {"role": message["role"], "content": message.get("content") or ""}
+        if message.get("tool_calls"):
+            item["tool_calls"] = json.loads(message["tool_calls"])
+        out.append(item)
+    return out
+
+
 def _render(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], *, prompt: bool) -> str:
     return tokenizer.apply_chat_template(
-        [{"role": m["role"], "content": m["content"]} for m in messages],
-        tokenize=False,
-        add_generation_prompt=prompt,
+        template_messages(messages), tokenize=False, add_generation_prompt=prompt
     )
 
 
