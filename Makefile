@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-all lint validate-defs format ui dvc-yaml repro status sample clean-outputs
+.PHONY: bench setup demo test test-all lint validate-defs format ui dvc-yaml repro status sample clean-outputs
 
 setup: $(STAMP)
 
@@ -75,3 +75,12 @@ status: setup
 
 sample: setup
 	$(PY) data/sample/make_sample.py
+
+# Speed and memory figures (ratios against a baseline measured in the same script); each writes
+# benchmarks/results/*.json. Minutes, not seconds: not part of `make test`.
+bench: setup
+	$(PY) benchmarks/dedup.py
+	$(PY) benchmarks/backtranslation.py
+	$(PY) benchmarks/pipeline_timing.py
+	@if [ -d ../shared/data/oasst2 ]; then $(PY) benchmarks/oasst2_clean.py; \
+	else echo "benchmarks/oasst2_clean.py skipped: ../shared/data/oasst2 is absent"; fi

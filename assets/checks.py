@@ -43,7 +43,7 @@ def schema_problems(dataset: Dataset, expected: Features, required: tuple[str, .
             if messages and any(m["role"] not in ROLES for m in messages)
         )
         if bad_roles:
-            problems.append(f"{bad_roles} rows have a role other than system/user/assistant")
+            problems.append(f"{bad_roles} rows have a role other than {'/'.join(ROLES)}")
     return problems
 
 

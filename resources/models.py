@@ -59,8 +59,18 @@ class ModelLoader(dg.ConfigurableResource):
         with _people_errors():
             return load_tokenizer(base_dir)
 
-    def translator(self, spec: str, *, direction: tuple[str, str], seed: int, setting: str) -> Translator:
-        """``setting`` names the params.yaml field ``spec`` came from, for error messages."""
+    def translator(
+        self,
+        spec: str,
+        *,
+        direction: tuple[str, str],
+        seed: int,
+        setting: str,
+        backend: str = "transformers",
+        converted_root: str | None = None,
+    ) -> Translator:
+        """``setting`` names the params.yaml field ``spec`` came from, for error messages; ``backend`` is
+        ``transformers`` or ``ctranslate2``, whose converted models are kept under ``converted_root``."""
         from resources.translators import load_translator, resolve_translator
 
         root = Path(self.embedded_root)
@@ -68,7 +78,13 @@ class ModelLoader(dg.ConfigurableResource):
             source = resolve_translator(
                 spec, direction=direction, embedded_root=root, seed=seed, setting=setting
             )
-            return load_translator(source, device=self.device, setting=setting)
+            return load_translator(
+                source,
+                device=self.device,
+                setting=setting,
+                backend=backend,
+                converted_root=Path(converted_root) if converted_root else None,
+            )
 
 
 @contextlib.contextmanager

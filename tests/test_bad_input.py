@@ -67,3 +67,17 @@ def test_unusable_file_fails_clearly_and_keeps_the_last_good_version(
     message = failure_message(result)
     assert name in message and expected in message.lower(), message
     assert store.md5("raw_examples") == before
+
+
+def test_an_unclosed_csv_quote_no_longer_fails_the_file(tmp_path: Path) -> None:
+    # case 05: one open quote used to swallow the 2,000 rows after it and fail the whole asset
+    head = "id,created_at,instruction,input,output\r\n"
+    broken = 'c4,2025-06-04T08:00:00Z,"Name a colour of the rainbow.,,Orange is one.\r\n'
+    rest = "".join(f"n{i},2025-06-05T08:00:00Z,Repeat the number {i}.,,{i}.\r\n" for i in range(2000))
+    raw = tmp_path / "input_long.csv"
+    raw.write_text(head + broken + rest, encoding="utf-8", newline="")
+    result = materialize_raw(tmp_path, raw)
+    assert result.success
+    loaded = StorageResource(root=str(tmp_path)).store(ARTIFACTS).read_dataset("raw_examples")
+    assert len(loaded) == 2001 and loaded["error"][1:] == [None] * 2000
+    assert loaded["error"][0].startswith("malformed_csv: line 2: the quote that opens cell 'instruction'")

@@ -11,21 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assets.clean.dedup import (
-    candidate_probability,
-    find_exact_duplicates,
-    find_near_duplicates,
-    find_prefix_duplicates,
-    jaccard,
-    lsh_bands,
-    minhash_signatures,
-    normalize_text,
-    word_shingles,
-)
+from assets.clean.dedup import find_exact_duplicates, find_prefix_duplicates, normalize_text
 from assets.clean.embed import embed_texts, make_embedder
 from assets.clean.filters import row_filters, validate_row
 from assets.clean.pipeline import CleanResult, CleanSettings, clean_rows
-from assets.clean.quality import _near_duplicate_clusters, cosine_knn_graph, find_quality_issues
+from assets.clean.quality import cosine_knn_graph
 from assets.shared.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, REJECTION_COLUMNS
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -226,121 +216,6 @@ def test_prefix_duplicates(conversations: list[list[dict[str, str]]], expected: 
     assert find_prefix_duplicates(conversations) == expected
 
 
-@pytest.mark.parametrize(
-    ("text", "size", "expected"),
-    [
-        ("a b c", 5, {"a b c"}),
-        ("a b c d", 2, {"a b", "b c", "c d"}),
-        ("A  b", 1, {"a", "b"}),
-        ("", 3, set()),
-    ],
-)
-def test_word_shingles(text: str, size: int, expected: set[str]) -> None:
-    assert word_shingles(text, size) == expected
-
-
-@pytest.mark.parametrize(("threshold", "permutations"), [(0.8, 128), (0.5, 64), (0.95, 256), (1.0, 16)])
-def test_lsh_bands_reach_the_target_recall(threshold: float, permutations: int) -> None:
-    bands, rows = lsh_bands(permutations, threshold)
-    assert bands * rows <= permutations
-    assert candidate_probability(threshold, bands=bands, rows=rows) >= 0.99
-
-
-def test_minhash_estimates_jaccard() -> None:
-    left = word_shingles(" ".join(f"w{i}" for i in range(60)), 1)
-    right = word_shingles(" ".join(f"w{i}" for i in range(20, 80)), 1)
-    signatures = minhash_signatures([left, right], num_permutations=512, seed=3)
-    estimate = float(np.mean(signatures[0] == signatures[1]))
-    assert abs(estimate - jaccard(left, right)) < 0.08
-    again = minhash_signatures([left, right], num_permutations=512, seed=3)
-    assert np.array_equal(signatures, again)
-
-
-def _words(*ranges: range) -> str:
-    return " ".join(f"w{i}" for r in ranges for i in r)
-
-
-@pytest.mark.parametrize(
-    ("threshold", "is_duplicate"),
-    [(0.79, True), (0.8, True), (0.81, False)],
-)
-def test_near_duplicate_threshold_is_inclusive(threshold: float, is_duplicate: bool) -> None:
-    # Word sets {w0..w7} and {w0..w9}: Jaccard exactly 8/10.
-    texts = [_words(range(8)), _words(range(10))]
-    found = find_near_duplicates(texts, threshold=threshold, num_permutations=128, shingle_size=1)
-    assert (1 in found) is is_duplicate
-    if is_duplicate:
-        assert found[1].kept_index == 0
-        assert found[1].jaccard == pytest.approx(0.8)
-
-
-def test_near_duplicate_clusters_keep_the_earliest_row() -> None:
-    base = list(range(40))
-    texts = [
-        _words(range(100, 140)),  # unrelated, kept
-        _words(base),  # kept: earliest of the cluster
-        _words(base[:39], range(200, 201)),  # one word changed from row 1
-        _words(range(300, 340)),  # unrelated, kept
-        _words(base[:38], range(200, 202)),  # close to row 2
-    ]
-    found = find_near_duplicates(texts, threshold=0.8, num_permutations=128, shingle_size=1)
-    assert sorted(found) == [2, 4]
-    assert {index: item.kept_index for index, item in found.items()} == {2: 1, 4: 1}
-    assert found[4].match_index == 2
-
-
-@pytest.mark.parametrize(
-    ("groups", "expected"),
-    [
-        (None, {1: 0}),
-        ([None, None], {1: 0}),
-        (["g", "h"], {1: 0}),
-        (["g", None], {1: 0}),
-        # sibling answers of one tree or thread are alternatives, not duplicates
-        (["g", "g"], {}),
-    ],
-)
-def test_near_duplicates_within_a_group_are_not_linked(
-    groups: list[str | None] | None, expected: dict[int, int]
-) -> None:
-    texts = [_words(range(40)), _words(range(39), range(200, 201))]
-    found = find_near_duplicates(texts, threshold=0.8, num_permutations=128, shingle_size=1, groups=groups)
-    assert {index: item.kept_index for index, item in found.items()} == expected
-
-
-@pytest.mark.parametrize(
-    ("groups", "expected"),
-    [
-        ([None, None, None], {1: 0, 2: 0}),
-        # row 2 reaches row 0 only through row 1; it stays with row 0, its own group's kept row
-        (["g", None, "g"], {1: 0}),
-        # siblings 0 and 1 both stay, joined through row 2, which is still a near copy of them
-        (["g", "g", None], {2: 0}),
-    ],
-)
-def test_a_group_is_not_linked_through_another_row(
-    groups: list[str | None], expected: dict[int, int]
-) -> None:
-    # Jaccard: rows 0-1 = 10/11, 1-2 = 11/12, 0-2 = 10/12; all >= 0.8.
-    texts = [_words(range(10)), _words(range(11)), _words(range(12))]
-    found = find_near_duplicates(texts, threshold=0.8, num_permutations=128, shingle_size=1, groups=groups)
-    assert {index: item.kept_index for index, item in found.items()} == expected
-    assert all(not groups[i] or groups[i] != groups[item.match_index] for i, item in found.items())
-
-
-def test_near_duplicates_need_one_group_per_text() -> None:
-    with pytest.raises(ValueError, match="one group id"):
-        find_near_duplicates(["a b", "a c"], threshold=0.8, num_permutations=16, shingle_size=1, groups=["g"])
-
-
-def test_near_duplicates_on_word_5_grams() -> None:
-    sentence = "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat all day long"
-    texts = [sentence + " again", sentence + " twice", "a completely different sentence about baking bread"]
-    found = find_near_duplicates(texts, threshold=0.8, num_permutations=128, shingle_size=5)
-    assert list(found) == [1]
-    assert found[1].jaccard >= 0.8
-
-
 # ---------------------------------------------------------------------------------------------- embed
 
 
@@ -379,94 +254,6 @@ def test_cosine_knn_graph_matches_brute_force() -> None:
     assert np.allclose(graph.data.reshape(30, 4), np.take_along_axis(distances, expected, axis=1))
 
 
-def _quality_texts() -> list[str]:
-    texts = [
-        f"user: {row['messages'][0]['content']}\nassistant: {row['messages'][1]['content']}"
-        for row in synthetic_rows(40)
-    ]
-    texts.append("user: qzx vbn\nassistant: 0x7f 0x3e ~~ ^^ zzzz")  # 40: outlier
-    first, second = FILLERS[7]
-    question, answer = TOPICS[1]
-    texts.append(f"user: {second} {first} {question}?\nassistant: {answer}")  # 41: row 7, words swapped
-    return texts
-
-
-@pytest.mark.parametrize("exact_knn_max_rows", [10_000, 0])
-def test_quality_finds_outlier_and_near_duplicate(exact_knn_max_rows: int) -> None:
-    texts = _quality_texts()
-    report = find_quality_issues(
-        texts,
-        embed_texts(texts, dim=16, seed=0),
-        outlier_score_threshold=0.02,
-        reject_near_duplicates=True,
-        exact_knn_max_rows=exact_knn_max_rows,
-    )
-    assert list(report.outliers) == [40]
-    assert report.near_duplicates == {41: 7}
-    assert len(report.outlier_scores) == len(texts)
-    assert report.outlier_issues >= 1 and report.near_duplicate_issues >= 2
-
-
-def test_quality_keeps_near_duplicates_when_told() -> None:
-    texts = _quality_texts()
-    report = find_quality_issues(
-        texts, embed_texts(texts, dim=16, seed=0), outlier_score_threshold=0.0, reject_near_duplicates=False
-    )
-    assert report.outliers == {} and report.near_duplicates == {}
-
-
-@pytest.mark.parametrize(
-    ("excluded", "expected"),
-    [
-        (set(), {1: 0, 2: 0, 4: 3}),
-        # A rejected outlier keeps nothing: its neighbours pick the earliest remaining member instead.
-        ({0}, {2: 1, 4: 3}),
-        ({3}, {1: 0, 2: 0}),
-    ],
-)
-def test_near_duplicate_sets_point_at_kept_rows(excluded: set[int], expected: dict[int, int]) -> None:
-    sets = [np.array([1]), np.array([0, 2]), np.array([1]), np.array([4]), np.array([3])]
-    assert _near_duplicate_clusters(sets, excluded=excluded) == expected
-
-
-@pytest.mark.parametrize(
-    ("groups", "expected"),
-    [
-        ([None, None, None, "t", "t"], {1: 0, 2: 0}),
-        (["t", "t", None, "u", "v"], {2: 1, 4: 3}),
-        # 2 is linked to 0 only through 1, and stays with the kept row of its own group
-        (["t", None, "t", None, None], {1: 0, 4: 3}),
-    ],
-)
-def test_near_duplicate_sets_skip_rows_of_one_group(
-    groups: list[str | None], expected: dict[int, int]
-) -> None:
-    sets = [np.array([1]), np.array([0, 2]), np.array([1]), np.array([4]), np.array([3])]
-    assert _near_duplicate_clusters(sets, excluded=set(), groups=groups) == expected
-
-
-def test_quality_keeps_near_duplicates_of_one_group() -> None:
-    texts = _quality_texts()
-    groups: list[str | None] = [None] * len(texts)
-    groups[7] = groups[41] = "thread"
-    report = find_quality_issues(
-        texts,
-        embed_texts(texts, dim=16, seed=0),
-        outlier_score_threshold=0.02,
-        reject_near_duplicates=True,
-        groups=groups,
-    )
-    assert list(report.outliers) == [40] and report.near_duplicates == {}
-    with pytest.raises(ValueError, match="one group id"):
-        find_quality_issues(
-            texts,
-            embed_texts(texts, dim=16, seed=0),
-            outlier_score_threshold=0.0,
-            reject_near_duplicates=True,
-            groups=groups[:-1],
-        )
-
-
 # ---------------------------------------------------------------------------------------------- pipeline
 
 
@@ -483,6 +270,9 @@ def test_quality_keeps_near_duplicates_of_one_group() -> None:
         ("outlier_score_threshold", 2),
         ("embedder", "bert"),
         ("cleanlab_enabled", "yes"),
+        ("cleanlab_drop_outliers", "no"),
+        ("cleanlab_near_dup_similarity", 0.0),
+        ("cleanlab_near_dup_similarity", 1.5),
     ],
 )
 def test_settings_name_the_wrong_field(field: str, value: Any) -> None:
@@ -652,24 +442,33 @@ def test_clean_rows_rejects_a_reused_id() -> None:
     assert "line 1" in result.rejected[0]["detail"]
 
 
-def test_clean_rows_with_cleanlab_is_deterministic() -> None:
+@pytest.mark.parametrize("drop_outliers", [False, True])
+def test_clean_rows_with_cleanlab_is_deterministic(drop_outliers: bool) -> None:
     rows = synthetic_rows(40)
     rows.append(make_row("odd", "qzx vbn", "0x7f 0x3e ~~ ^^ zzzz", line=41))
     first, second = FILLERS[7]
     question, answer = TOPICS[1]
     rows.append(make_row("swapped", f"{second} {first} {question}?", answer, line=42))
     # Rows share long templates; raise the MinHash threshold so that the cleanlab pass is what is tested.
-    settings = dataclasses.replace(SETTINGS, cleanlab_enabled=True, near_dup_threshold=0.95)
+    settings = dataclasses.replace(
+        SETTINGS, cleanlab_enabled=True, near_dup_threshold=0.95, cleanlab_drop_outliers=drop_outliers
+    )
     result = clean_rows(rows, settings)
     _check_accounting(rows, result)
     reasons = {row["id"]: (row["stage"], row["reason"], row["duplicate_of"]) for row in result.rejected}
-    assert reasons == {
-        "odd": ("cleanlab", "cleanlab_outlier", None),
-        "swapped": ("cleanlab", "cleanlab_near_duplicate", "r7"),
-    }
-    assert "outlier score" in result.rejected[0]["detail"]
+    # The outlier is always found; it is dropped only when clean.cleanlab_drop_outliers says so (it was
+    # dropped whatever the setting before: outliers are reported by default now).
+    expected = {"swapped": ("cleanlab", "cleanlab_near_duplicate", "r7")}
+    if drop_outliers:
+        expected["odd"] = ("cleanlab", "cleanlab_outlier", None)
+        assert "outlier score" in result.rejected[0]["detail"]
+    else:
+        assert any("1 outliers" in note and "'odd'" in note for note in result.notes), result.notes
+    assert reasons == expected
+    detail = next(row["detail"] for row in result.rejected if row["id"] == "swapped")
+    assert "cosine similarity 1.000 and 1.000 with row 'r7'" in detail and "cluster 'r7' (2 rows)" in detail
     assert [score["id"] for score in result.quality_scores] == [row["id"] for row in rows]
-    assert result.counts["cleanlab_outlier"] == 1 and "cleanlab_skipped" not in result.counts
+    assert result.counts["cleanlab_outliers"] == 1 and "cleanlab_skipped" not in result.counts
     again = clean_rows(rows, settings)
     assert again == result
 

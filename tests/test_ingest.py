@@ -16,6 +16,7 @@ from assets.ingest.normalize import (
     normalize_record,
 )
 from assets.ingest.readers import IngestError, RawRecord, read_records, row_to_raw
+from assets.ingest.settings import IngestOptions
 from assets.shared.timestamps import TimestampError, parse_timestamp
 
 MAX_CHARS = 8000
@@ -29,9 +30,20 @@ CHAT = {
 }
 
 
-def normalize(value: object, line: int = 7, max_chars: int = MAX_CHARS) -> dict[str, Any]:
+def normalize(
+    value: object, line: int = 7, max_chars: int = MAX_CHARS, options: IngestOptions | None = None
+) -> dict[str, Any]:
     record = RawRecord(line, row_to_raw(value), value)
-    return normalize_record(record, source_file="in.jsonl", max_chars=max_chars)
+    return normalize_record(
+        record, source_file="in.jsonl", max_chars=max_chars, options=options or IngestOptions()
+    )
+
+
+def canonical(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as ingestion writes them: every message has weight and tool_calls (null here)."""
+    return [
+        {"role": m["role"], "content": m["content"], "weight": None, "tool_calls": None} for m in messages
+    ]
 
 
 def write_jsonl(path: Path, rows: list[object]) -> Path:
@@ -109,7 +121,7 @@ def test_csv_header_is_row_one_and_messages_cells_are_parsed(tmp_path: Path) -> 
     assert records[3].error == "malformed_csv: row has 3 cells, header has 6"
     rows = [normalize_record(r, source_file="rows.csv", max_chars=MAX_CHARS) for r in records]
     assert [row["error"] is None for row in rows] == [True, True, False, False]
-    assert rows[1]["messages"] == CHAT["messages"]
+    assert rows[1]["messages"] == canonical(CHAT["messages"])
 
 
 @pytest.mark.parametrize(
@@ -188,8 +200,9 @@ def test_missing_file_and_directory_raise_ingest_error(tmp_path: Path) -> None:
 def test_alpaca_and_chat_rows_become_messages(value: dict[str, Any], messages: list[dict[str, str]]) -> None:
     row = normalize(value)
     assert row["error"] is None
-    assert row["messages"] == messages
+    assert row["messages"] == canonical(messages)
     assert row["created_at"] == dt.datetime(2025, 3, 1, 12, tzinfo=UTC)
+    assert row["created_at_source"] == "file"
 
 
 def test_row_has_every_raw_column_and_passes_optional_fields_through() -> None:
@@ -203,7 +216,7 @@ def test_row_has_every_raw_column_and_passes_optional_fields_through() -> None:
     assert row["augmented_from"] is None
     bad = normalize([1, 2])
     dataset = to_dataset([row, bad], raw_features())
-    assert dataset[0]["messages"] == CHAT["messages"] and dataset[1]["messages"] is None
+    assert dataset[0]["messages"] == canonical(CHAT["messages"]) and dataset[1]["messages"] is None
 
 
 @pytest.mark.parametrize(
@@ -305,7 +318,8 @@ BAD_ROWS: list[tuple[str, object, str]] = [
 
 @pytest.mark.parametrize(("value", "error"), [case[1:] for case in BAD_ROWS], ids=[c[0] for c in BAD_ROWS])
 def test_bad_rows_get_a_reason_and_are_kept(value: object, error: str) -> None:
-    row = normalize(value)
+    # under data.missing_created_at: reject, the policy of old (row_order is tested in test_formats_time.py)
+    row = normalize(value, options=IngestOptions(missing_created_at="reject"))
     assert row["error"].startswith(error), row["error"]
     assert row["raw"] == row_to_raw(value) and row["source_line"] == 7 and row["id"]
 
@@ -461,5 +475,5 @@ def test_every_format_gives_the_same_examples(tmp_path: Path, suffix: str) -> No
     assert [r["error"] for r in result] == [None, None]
     assert [r["id"] for r in result] == ["a1", "c1"]
     assert result[0]["messages"][0]["content"] == "Add 2 and 3.\n\nShow your work."
-    assert result[1]["messages"] == CHAT["messages"]
+    assert result[1]["messages"] == canonical(CHAT["messages"])
     assert {r["created_at"] for r in result} == {T}

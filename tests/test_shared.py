@@ -109,3 +109,19 @@ def test_special_token_text_in_content_stays_text(tokenizer) -> None:
     assert "Put the marker <|eos|> at the very end of the text." in answer
     prompt = encode_messages(tokenizer, messages[:1], generation_prompt=True)
     assert prompt.count(assistant) == 1 and eos not in prompt
+
+
+def test_a_turn_with_weight_zero_is_context_not_a_target(tokenizer) -> None:
+    from assets.shared.chat import IGNORE_INDEX, tokenize_conversation
+
+    messages = [
+        {"role": "user", "content": "First question?"},
+        {"role": "assistant", "content": "A weak first answer.", "weight": 0.0},
+        {"role": "user", "content": "Try again?"},
+        {"role": "assistant", "content": "A good second answer.", "weight": None},
+    ]
+    feature = tokenize_conversation(tokenizer, messages, max_seq_length=512)
+    trained = tokenizer.decode(
+        [t for t, lab in zip(feature["input_ids"], feature["labels"], strict=True) if lab != IGNORE_INDEX]
+    )
+    assert "A good second answer." in trained and "weak" not in trained

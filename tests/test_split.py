@@ -14,7 +14,13 @@ from assets.split.timesplit import NEVER, SplitResult, SplitSettings, split_by_t
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 BY_FRACTION = SplitSettings(
-    validation_start=None, test_start=None, validation_fraction=0.1, test_fraction=0.1
+    validation_start=None,
+    test_start=None,
+    validation_fraction=0.1,
+    test_fraction=0.1,
+    embargo_days=0,
+    min_groups_per_split=1,
+    max_gap_days=365,
 )
 
 

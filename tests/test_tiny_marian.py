@@ -18,6 +18,7 @@ from resources.embedded.tiny_marian import (
 )
 from resources.model_source import ModelSourceError
 from resources.translators import (
+    Ctranslate2Translator,
     Translator,
     TranslatorUnavailableError,
     load_translator,
@@ -249,3 +250,81 @@ def test_translate_rejects_non_positive_options(forward: Translator, field: str)
     options = {"max_new_tokens": 4, "num_beams": 1, "batch_size": 1, field: 0}
     with pytest.raises(ValueError, match=field):
         forward.translate(["Hello."], **options)
+
+
+# --- identity, lazy weights, the CTranslate2 backend -------------------------------------------------
+
+
+def test_identity_is_the_content_of_a_directory_wherever_it_is(
+    tmp_path: Path, pair: tuple[Path, Path]
+) -> None:
+    copy = Path(shutil.copytree(pair[0], tmp_path / "elsewhere"))
+    assert load_translator(str(copy)).identity == load_translator(str(pair[0])).identity
+    assert load_translator(str(pair[0])).identity.startswith("dir:")
+    assert load_translator(str(pair[1])).identity != load_translator(str(pair[0])).identity
+    rebuilt = build_tiny_marian(tmp_path / "seed1", src_lang="en", tgt_lang="de", seed=1)
+    assert load_translator(str(rebuilt)).identity != load_translator(str(pair[0])).identity
+
+
+def test_identity_of_a_hub_model_is_its_id_and_revision(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    repo = tmp_path / "hf-cache" / "models--acme--opus-mt-en-de"
+    revision = "1" * 40
+    shutil.copytree(pair[0], repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    translator = load_translator("acme/opus-mt-en-de", cache_dir=tmp_path / "hf-cache")
+    assert translator.identity == f"hub:acme/opus-mt-en-de@{revision}"
+
+
+def test_weights_are_loaded_on_first_use(pair: tuple[Path, Path]) -> None:
+    translator = load_translator(str(pair[0]))
+    assert translator._model is None
+    translator.translate(["Hello."], max_new_tokens=4, num_beams=1, batch_size=1)
+    assert translator._model is not None
+
+
+def test_a_model_that_is_no_encoder_decoder_fails_at_load(tmp_path: Path) -> None:
+    from resources.embedded.tiny_lm import build_tiny_causal_lm
+
+    build_tiny_causal_lm(tmp_path / "lm", seed=0)
+    with pytest.raises(TranslatorUnavailableError, match="no encoder-decoder"):
+        load_translator(str(tmp_path / "lm"), setting="augment.forward_model")
+
+
+def test_unknown_backend_is_refused(pair: tuple[Path, Path]) -> None:
+    with pytest.raises(ValueError, match="backend"):
+        load_translator(str(pair[0]), backend="onnx")
+
+
+def test_ctranslate2_missing_says_how_to_install(
+    pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ctranslate2" else real(name, *a)
+    )
+    with pytest.raises(TranslatorUnavailableError, match="pip install"):
+        load_translator(str(pair[0]), backend="ctranslate2", converted_root=pair[0].parent / "ct2")
+
+
+def test_ctranslate2_backend_matches_transformers(
+    tmp_path: Path, pair: tuple[Path, Path], forward: Translator
+) -> None:
+    pytest.importorskip("ctranslate2")
+    fast = load_translator(str(pair[0]), backend="ctranslate2", converted_root=tmp_path / "ct2")
+    assert isinstance(fast, Ctranslate2Translator)
+    assert fast.identity == forward.identity
+    texts = ["What is the capital city of Canada?", "Hi", "", "Give me three ideas for a healthy breakfast."]
+    for options in ({"max_new_tokens": 8, "num_beams": 1}, {"max_new_tokens": 6, "num_beams": 2}):
+        expected = forward.translate(texts, batch_size=2, **options)
+        assert fast.translate(texts, batch_size=2, **options) == expected
+    assert fast.translate([], max_new_tokens=4, num_beams=1, batch_size=1) == []
+    # Converted once, on first use, then reused by every translator with the same identity.
+    (converted,) = (tmp_path / "ct2").iterdir()
+    stamp = (converted / "model.bin").stat().st_mtime_ns
+    again = load_translator(str(pair[0]), backend="ctranslate2", converted_root=tmp_path / "ct2")
+    again.translate(["Hello."], max_new_tokens=4, num_beams=1, batch_size=1)
+    assert (converted / "model.bin").stat().st_mtime_ns == stamp
+    assert [p.name for p in (tmp_path / "ct2").iterdir()] == [converted.name]

@@ -1,6 +1,9 @@
-"""augmented_examples: clean examples plus back-translated paraphrases of their user turns."""
+"""augmented_examples: clean examples plus back-translated paraphrases of their user turns (or the turns
+chosen by ``augment.turns``), through each pivot language of ``augment.pivot_langs``."""
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 
@@ -9,6 +12,7 @@ from assets.publishing import (
     artifact_store,
     count_table,
     dataset_metadata,
+    fail,
     record_stage,
     stage_config,
     stage_policy,
@@ -16,8 +20,12 @@ from assets.publishing import (
 )
 from assets.types import Dataset
 from resources.dvc import DvcResource
+from resources.model_source import ModelSourceError
 from resources.models import ModelLoader
 from resources.storage import StorageResource
+
+if TYPE_CHECKING:
+    from resources.translators import Translator
 
 AugmentConfig = stage_config("augmented_examples")
 
@@ -36,29 +44,58 @@ def augmented_examples(
     models: ModelLoader,
 ) -> Iterator[dg.MaterializeResult]:
     """The clean examples plus paraphrases made by back-translation (source -> pivot -> source
-    language, MarianMT models). A paraphrase row has `augmented_from` = its source id and the source's
-    `created_at`, so it always follows its source into the training split. Paraphrases that fail the
-    quality filter (too close, too far, wrong length) are dropped and counted by reason."""
-    from assets.augment.backtranslate import AugmentSettings, back_translate_rows
+    language, MarianMT models, one pair per pivot language). A paraphrase row has `augmented_from` = its
+    source id and the source's `created_at` and group, so it always follows its source into the training
+    split. Paraphrases that fail the quality filter (too close or too far from the source by chrF, wrong
+    length) are dropped and counted by reason. Translations are cached (`.cache/backtranslation/`), so a
+    re-run translates only new texts; the cache never changes the output."""
+    from assets.augment.backtranslate import TranslatorPair, back_translate_rows
+    from assets.augment.settings import AugmentSettings
+    from assets.augment.translation_cache import CACHE_DIR, CACHE_FILE, TranslationCache
     from assets.shared.schema import example_features, to_dataset
 
     stopwatch = Stopwatch()
     rows = clean_examples.to_list()
     counts: dict[str, int] = {}
     new_rows: list[dict] = []
+    metadata: dict[str, object] = {"translators": "disabled"}
     if config.enabled:
         settings = stage_settings(AugmentSettings, config.model_dump())
-        pair = (config.source_lang, config.pivot_lang)
-        # A model that is not on this machine, or is no translation model, fails with a message naming
-        # the setting (ModelLoader); any other error is a bug and keeps its traceback.
-        forward = models.translator(
-            config.forward_model, direction=pair, seed=config.seed, setting="augment.forward_model"
-        )
-        backward = models.translator(
-            config.backward_model, direction=pair[::-1], seed=config.seed, setting="augment.backward_model"
-        )
-        result = back_translate_rows(rows, forward=forward, backward=backward, settings=settings)
+        cache_dir = Path(storage.root) / CACHE_DIR
+
+        def load(direction: Literal["forward", "backward"], pivot: str) -> "Translator":
+            # A model that is not on this machine, or is no translation model, fails with a message
+            # naming the setting (ModelLoader); any other error is a bug and keeps its traceback.
+            languages = (settings.source_lang, pivot)
+            return models.translator(
+                settings.model_spec(direction, pivot),
+                direction=languages if direction == "forward" else languages[::-1],
+                seed=settings.seed,
+                setting=f"augment.{direction}_model",
+                backend=settings.backend,
+                converted_root=str(cache_dir / "ctranslate2"),
+            )
+
+        translators = {
+            pivot: TranslatorPair(forward=load("forward", pivot), backward=load("backward", pivot))
+            for pivot in settings.pivot_langs
+        }
+        try:
+            with TranslationCache(cache_dir / CACHE_FILE) as cache:
+                result = back_translate_rows(rows, translators=translators, settings=settings, cache=cache)
+        except ModelSourceError as exc:
+            # Weights are loaded on first use; unusable ones are the user's to fix, as above.
+            raise fail(f"augmented_examples: {exc}") from None
         new_rows, counts = result.rows, result.counts
+        metadata = {
+            "translators": ", ".join(
+                f"{pivot}: {settings.model_spec('forward', pivot)} / {settings.model_spec('backward', pivot)}"
+                for pivot in settings.pivot_langs
+            ),
+            "paraphrases_by_pivot": count_table(result.kept_by_pivot.items(), "pivot"),
+            "translation_cache_hits": result.translations.cache_hits,
+            "translation_cache_misses": result.translations.translated,
+        }
     dataset = to_dataset(rows + new_rows, example_features())
     artifact_store(storage).write_dataset("augmented_examples", dataset)
     metadata = {
@@ -66,6 +103,6 @@ def augmented_examples(
         "clean_rows": len(rows),
         "augmented_rows": len(new_rows),
         "paraphrases_by_outcome": count_table(counts.items(), "outcome"),
-        "translators": f"{config.forward_model} / {config.backward_model}" if config.enabled else "disabled",
+        **metadata,
     }
     yield from record_stage(context, config, storage, dvc, {"augmented_examples": metadata}, stopwatch)

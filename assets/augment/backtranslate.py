@@ -1,29 +1,46 @@
-"""Back-translation: paraphrase the user turns of clean examples through a pivot language.
+"""Back-translation: paraphrase chosen turns of clean examples through one or more pivot languages.
 
-Each eligible example (its ``lang`` is the source language, or unknown) has every user turn translated
-source -> pivot -> source; system and assistant turns are copied verbatim, so the answer stays the one a
-person wrote. The paraphrased conversation becomes a new row that points back to its source. A row is kept
-only when every one of its user turns passes the paraphrase filter; otherwise the first failing turn's
+An eligible example (not itself a paraphrase, its ``lang`` the source language or unknown, with at least
+one turn of a chosen role, and drawn by the sample) has each chosen turn translated source -> pivot ->
+source, once per pivot; the other turns are copied verbatim, so by default the answer stays the one a
+person wrote. Each paraphrased conversation becomes a new row that points back to its source. A row is
+kept only when every paraphrased turn passes the paraphrase filter; otherwise the first failing turn's
 reason is counted, so the asset can show why paraphrases were dropped.
+
+Each distinct text is translated once per direction, in batches the translator sorts by length; a
+translation cache (``translation_cache``) supplies what an earlier run already translated, and gets what
+this run translates, chunk by chunk, so an interrupted run loses at most one chunk.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from assets.augment.paraphrase_filter import REASONS, judge_paraphrase, validate_bounds
+from assets.augment.paraphrase_filter import REASONS, judge_paraphrase
+from assets.augment.settings import AugmentSettings
+from assets.augment.translation_cache import TranslationStore, text_hash, translator_key
 
 KEPT = "kept"
 # Rows that are not augmented at all, counted apart from paraphrases that were tried and dropped.
 SKIPPED_LANGUAGE = "skipped_language"
 SKIPPED_AUGMENTED = "skipped_augmented"
-NO_USER_TURN = "no_user_turn"
-COUNT_KEYS = (KEPT, *REASONS, SKIPPED_LANGUAGE, SKIPPED_AUGMENTED, NO_USER_TURN)
+NO_SELECTED_TURN = "no_selected_turn"
+NOT_SAMPLED = "not_sampled"
+SKIPS = (SKIPPED_AUGMENTED, SKIPPED_LANGUAGE, NO_SELECTED_TURN, NOT_SAMPLED)
+COUNT_KEYS = (KEPT, *REASONS, *SKIPS)
+# Texts sent to a translator per call, in batches: after each call its outputs are cached.
+CHUNK_BATCHES = 16
 
 
 class TextTranslator(Protocol):
-    """What back-translation needs from a translator (``resources.translators.Translator`` has it)."""
+    """What back-translation needs from a translator (``resources.translators.Translator`` has it):
+    ``identity`` and ``backend`` say what its outputs depend on, for the cache."""
+
+    identity: str
+    backend: str
 
     def translate(
         self, texts: list[str], *, max_new_tokens: int, num_beams: int, batch_size: int
@@ -33,56 +50,39 @@ class TextTranslator(Protocol):
 
 
 @dataclass(frozen=True)
-class AugmentSettings:
-    """Back-translation settings; values come from params.yaml, section ``augment``.
+class TranslatorPair:
+    """The two directions of one pivot: source -> pivot and pivot -> source."""
 
-    ``seed`` seeds the embedded translator weights; decoding itself is greedy or beam search, never
-    sampled, so the same models and rows always give the same paraphrases.
-    """
+    forward: TextTranslator
+    backward: TextTranslator
 
-    source_lang: str
-    pivot_lang: str
-    max_new_tokens: int
-    num_beams: int
-    batch_size: int
-    min_similarity: float
-    max_similarity: float
-    min_length_ratio: float
-    max_length_ratio: float
-    seed: int
 
-    def __post_init__(self) -> None:
-        for name in ("source_lang", "pivot_lang"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(
-                    f"AugmentSettings.{name} must be a language code such as 'en', got {value!r}."
-                )
-        if self.source_lang == self.pivot_lang:
-            raise ValueError(
-                f"AugmentSettings.pivot_lang must differ from source_lang (both {self.source_lang!r}): a "
-                "round trip through the same language paraphrases nothing."
-            )
-        for name in ("max_new_tokens", "num_beams", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"AugmentSettings.{name} must be a positive integer, got {value!r}.")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"AugmentSettings.seed must be a non-negative integer, got {self.seed!r}.")
-        validate_bounds(self, owner="AugmentSettings")
+@dataclass
+class TranslationCounts:
+    """Distinct texts per direction and pivot, summed: found in the cache, or translated now."""
 
-    @property
-    def source_tag(self) -> str:
-        """The ``source`` value of rows this augmentation produces."""
-        return f"back_translation:{self.source_lang}->{self.pivot_lang}"
+    cache_hits: int = 0
+    translated: int = 0
 
 
 @dataclass(frozen=True)
 class AugmentResult:
-    """New rows only (the caller appends them to the clean rows) and how many rows ended how."""
+    """New rows only (the caller appends them to the clean rows), how many rows ended how, how many
+    paraphrases each pivot gave, and how many translations came from the cache."""
 
     rows: list[dict[str, Any]]
     counts: dict[str, int]
+    kept_by_pivot: dict[str, int] = field(default_factory=dict)
+    translations: TranslationCounts = field(default_factory=TranslationCounts)
+
+
+def sampled(row_id: str, *, seed: int, rate: float) -> bool:
+    """Whether the row ``row_id`` is in the sample: a hash of the id and ``seed`` mapped to [0, 1), so a
+    row's draw never depends on the other rows."""
+    if rate >= 1.0:
+        return True
+    digest = hashlib.sha256(f"{seed}\0{row_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
 def _eligibility(row: dict[str, Any], settings: AugmentSettings) -> str | None:
@@ -92,41 +92,93 @@ def _eligibility(row: dict[str, Any], settings: AugmentSettings) -> str | None:
     lang = row.get("lang")
     if lang is not None and lang != settings.source_lang:
         return SKIPPED_LANGUAGE
-    if not any(message["role"] == "user" for message in row["messages"]):
-        return NO_USER_TURN
+    if not any(message["role"] in settings.turns for message in row["messages"]):
+        return NO_SELECTED_TURN
+    if not sampled(str(row["id"]), seed=settings.seed, rate=settings.sample_rate):
+        return NOT_SAMPLED
     return None
 
 
-def _round_trip(
-    texts: list[str], *, forward: TextTranslator, backward: TextTranslator, settings: AugmentSettings
+def translate_cached(
+    texts: list[str],
+    translator: TextTranslator,
+    *,
+    settings: AugmentSettings,
+    cache: TranslationStore | None,
+    counts: TranslationCounts,
 ) -> dict[str, str]:
-    """Paraphrase each distinct text once, in one batched pass per direction."""
-    unique = list(dict.fromkeys(texts))
-    if not unique:
-        return {}
-    options = {
-        "max_new_tokens": settings.max_new_tokens,
-        "num_beams": settings.num_beams,
-        "batch_size": settings.batch_size,
-    }
-    pivots = forward.translate(unique, **options)
-    back = backward.translate(pivots, **options)
-    if len(pivots) != len(unique) or len(back) != len(unique):
-        raise RuntimeError(
-            f"A translator returned {len(pivots)} then {len(back)} texts for {len(unique)} inputs; "
-            "a translator must return exactly one output per input."
-        )
-    return dict(zip(unique, back, strict=True))
+    """Translate distinct ``texts``: cached outputs first, the rest longest first in chunks, each chunk
+    cached as soon as it is done. Returns text -> translation."""
+    options = {"max_new_tokens": settings.max_new_tokens, "num_beams": settings.num_beams}
+    key = translator_key(translator.identity, backend=translator.backend, **options)
+    hashes = {text: text_hash(text) for text in texts}
+    cached = cache.get(key, hashes.values()) if cache is not None else {}
+    results = {text: cached[hashes[text]] for text in texts if hashes[text] in cached}
+    missing = sorted((text for text in texts if text not in results), key=lambda text: -len(text))
+    counts.cache_hits += len(results)
+    counts.translated += len(missing)
+    chunk_size = settings.batch_size * CHUNK_BATCHES
+    for start in range(0, len(missing), chunk_size):
+        chunk = missing[start : start + chunk_size]
+        outputs = translator.translate(chunk, batch_size=settings.batch_size, **options)
+        if len(outputs) != len(chunk):
+            raise RuntimeError(
+                f"A translator returned {len(outputs)} texts for {len(chunk)} inputs; a translator must "
+                "return exactly one output per input."
+            )
+        results.update(zip(chunk, outputs, strict=True))
+        if cache is not None:
+            cache.put(key, {hashes[text]: output for text, output in zip(chunk, outputs, strict=True)})
+    return results
+
+
+def _round_trip(
+    texts: list[str],
+    pair: TranslatorPair,
+    *,
+    settings: AugmentSettings,
+    cache: TranslationStore | None,
+    counts: TranslationCounts,
+) -> dict[str, str]:
+    """Paraphrase each distinct text through one pivot: text -> back-translation."""
+    pivots = translate_cached(texts, pair.forward, settings=settings, cache=cache, counts=counts)
+    distinct_pivots = list(dict.fromkeys(pivots[text] for text in texts))
+    back = translate_cached(distinct_pivots, pair.backward, settings=settings, cache=cache, counts=counts)
+    return {text: back[pivots[text]] for text in texts}
+
+
+def _paraphrase_row(
+    row: dict[str, Any], paraphrases: dict[str, str], settings: AugmentSettings
+) -> tuple[list[dict[str, str]] | None, str | None]:
+    """The row's messages with chosen turns paraphrased, or ``None`` and the first failing turn's reason."""
+    messages: list[dict[str, str]] = []
+    for message in row["messages"]:
+        if message["role"] not in settings.turns:
+            messages.append({"role": message["role"], "content": message["content"]})
+            continue
+        paraphrase = paraphrases[message["content"]]
+        reason = judge_paraphrase(message["content"], paraphrase, settings)
+        if reason is not None:
+            return None, reason
+        messages.append({"role": message["role"], "content": paraphrase})
+    return messages, None
 
 
 def back_translate_rows(
     rows: list[dict[str, Any]],
     *,
-    forward: TextTranslator,
-    backward: TextTranslator,
+    translators: Mapping[str, TranslatorPair],
     settings: AugmentSettings,
+    cache: TranslationStore | None = None,
 ) -> AugmentResult:
-    """Paraphrase the user turns of eligible ``rows``; returns the new rows (in input order) and counts."""
+    """Paraphrase the chosen turns of eligible ``rows`` through every pivot of ``settings``
+    (``translators`` holds each pivot's pair). Returns the new rows, in input order and pivot order within
+    a row, and the counts: skips per row, kept and drop reasons per row and pivot."""
+    if set(translators) != set(settings.pivot_langs):
+        raise ValueError(
+            f"back_translate_rows: translators are given for {sorted(translators)}, but the pivot languages "
+            f"are {list(settings.pivot_langs)}."
+        )
     counts = dict.fromkeys(COUNT_KEYS, 0)
     eligible: list[dict[str, Any]] = []
     for row in rows:
@@ -136,36 +188,38 @@ def back_translate_rows(
         else:
             counts[skip] += 1
 
-    user_texts = [m["content"] for row in eligible for m in row["messages"] if m["role"] == "user"]
-    paraphrases = _round_trip(user_texts, forward=forward, backward=backward, settings=settings)
+    texts = list(
+        dict.fromkeys(
+            m["content"] for row in eligible for m in row["messages"] if m["role"] in settings.turns
+        )
+    )
+    translations = TranslationCounts()
+    paraphrases = {
+        pivot: _round_trip(texts, translators[pivot], settings=settings, cache=cache, counts=translations)
+        for pivot in settings.pivot_langs
+        if texts
+    }
 
+    kept_by_pivot = dict.fromkeys(settings.pivot_langs, 0)
     new_rows: list[dict[str, Any]] = []
     for row in eligible:
-        messages: list[dict[str, str]] = []
-        reason: str | None = None
-        for message in row["messages"]:
-            if message["role"] != "user":
-                messages.append({"role": message["role"], "content": message["content"]})
-                continue
-            paraphrase = paraphrases[message["content"]]
-            reason = judge_paraphrase(message["content"], paraphrase, settings)
+        for pivot in settings.pivot_langs:
+            messages, reason = _paraphrase_row(row, paraphrases[pivot], settings)
             if reason is not None:
-                break
-            messages.append({"role": "user", "content": paraphrase})
-        if reason is not None:
-            counts[reason] += 1
-            continue
-        counts[KEPT] += 1
-        new_rows.append(
-            {
-                "id": f"{row['id']}#bt-{settings.pivot_lang}",
-                "messages": messages,
-                "created_at": row.get("created_at"),
-                "category": row.get("category"),
-                "lang": row.get("lang"),
-                "source": settings.source_tag,
-                "augmented_from": row["id"],
-                "group_id": row.get("group_id"),
-            }
-        )
-    return AugmentResult(rows=new_rows, counts=counts)
+                counts[reason] += 1
+                continue
+            counts[KEPT] += 1
+            kept_by_pivot[pivot] += 1
+            new_rows.append(
+                {
+                    "id": f"{row['id']}#bt-{pivot}",
+                    "messages": messages,
+                    "created_at": row.get("created_at"),
+                    "category": row.get("category"),
+                    "lang": row.get("lang"),
+                    "source": settings.source_tag(pivot),
+                    "augmented_from": row["id"],
+                    "group_id": row.get("group_id"),
+                }
+            )
+    return AugmentResult(rows=new_rows, counts=counts, kept_by_pivot=kept_by_pivot, translations=translations)

@@ -1,17 +1,23 @@
 """Deciding whether a back-translated paraphrase is worth keeping.
 
 A good paraphrase says the same thing in other words: close enough to the source that the meaning survived
-the round trip, far enough that it adds variety, and of similar length. Closeness is the Sørensen-Dice
-coefficient of character-trigram sets, which tolerates the word-order and inflection changes translation
-introduces better than word overlap does.
+the round trip, far enough that it adds variety, and of similar length. Closeness is chrF (Popović,
+2015: the F-score of character n-grams up to 6, recall weighted twice, beta=2, sacrebleu's defaults) of
+the paraphrase against its source, on a 0-1 scale: character n-grams tolerate the word-order and
+inflection changes translation introduces better than word overlap does. Both texts are compared after
+the project's one normalization (``normalize_text``), so a change of case or spacing is no paraphrase.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from assets.shared.text import normalize_text
+
+if TYPE_CHECKING:
+    from sacrebleu.metrics import CHRF
 
 # Reason codes, in the order they are checked.
 EMPTY = "empty"
@@ -59,7 +65,8 @@ def validate_bounds(bounds: ParaphraseBounds, *, owner: str) -> None:
 
 @dataclass(frozen=True)
 class ParaphraseFilterSettings:
-    """Bounds a paraphrase must meet; values come from params.yaml, section ``augment``."""
+    """Bounds a paraphrase must meet: chrF to the source (0-1) and length ratio (paraphrase / source
+    characters, normalized); values come from params.yaml, section ``augment``."""
 
     min_similarity: float
     max_similarity: float
@@ -70,18 +77,19 @@ class ParaphraseFilterSettings:
         validate_bounds(self, owner="ParaphraseFilterSettings")
 
 
-def trigrams(text: str) -> frozenset[str]:
-    """Character trigrams of an already normalized text, padded so that short words still count."""
-    padded = f"  {text} "
-    return frozenset(padded[i : i + 3] for i in range(len(padded) - 2))
+@functools.cache
+def _chrf() -> CHRF:
+    from sacrebleu.metrics import CHRF
+
+    return CHRF()
 
 
-def dice_similarity(a: str, b: str) -> float:
-    """Sørensen-Dice coefficient of the character-trigram sets of two texts (1.0 for identical texts)."""
-    grams_a, grams_b = trigrams(normalize_text(a)), trigrams(normalize_text(b))
-    if not grams_a and not grams_b:
+def chrf_similarity(source: str, paraphrase: str) -> float:
+    """chrF of ``paraphrase`` against ``source`` after normalization, in [0, 1] (1.0 for equal texts)."""
+    norm_source, norm_paraphrase = normalize_text(source), normalize_text(paraphrase)
+    if norm_source == norm_paraphrase:
         return 1.0
-    return 2 * len(grams_a & grams_b) / (len(grams_a) + len(grams_b))
+    return _chrf().sentence_score(norm_paraphrase, [norm_source]).score / 100.0
 
 
 def judge_paraphrase(source: str, paraphrase: str, settings: ParaphraseBounds) -> str | None:
@@ -94,7 +102,7 @@ def judge_paraphrase(source: str, paraphrase: str, settings: ParaphraseBounds) -
     ratio = len(norm_paraphrase) / len(norm_source)
     if not settings.min_length_ratio <= ratio <= settings.max_length_ratio:
         return LENGTH_RATIO
-    similarity = dice_similarity(norm_source, norm_paraphrase)
+    similarity = chrf_similarity(norm_source, norm_paraphrase)
     if similarity < settings.min_similarity:
         return TOO_DISSIMILAR
     if similarity > settings.max_similarity:

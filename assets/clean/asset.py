@@ -1,5 +1,6 @@
 """clean_examples and rejected_examples: one pass that accounts for every raw row."""
 
+from collections import Counter
 from collections.abc import Iterator
 
 import dagster as dg
@@ -31,7 +32,8 @@ CleanConfig = stage_config("clean")
             "clean_examples",
             deps=["raw_examples"],
             description="Raw rows that passed validation, exact and near-duplicate removal and the "
-            "cleanlab pass (near duplicates, outliers on embeddings): the training pool.",
+            "cleanlab pass (near duplicates, outliers on embeddings): the training pool. Their text is "
+            "cleaned of invisible and control characters and PII is replaced by typed placeholders.",
             kinds={"parquet", "dvc"},
         ),
         dg.AssetSpec(
@@ -77,11 +79,15 @@ def clean(
             "notes": "; ".join(result.notes) or "none",
             # The cleaning steps in order: what each saw, rejected and rewrote.
             "steps": dg.MetadataValue.md(step_table(result.step_counts)),
+            # What the rewrite steps changed: hygiene by kind, PII spans redacted by type.
+            "hygiene_changes": dg.MetadataValue.md(hygiene_table(result.step_counts)),
+            "pii_redacted": dg.MetadataValue.md(pii_table(result.step_counts, result.counts)),
         },
         "rejected_examples": {
             **dataset_metadata(rejected),
             "drops_by_reason": count_table(counts_by(rejected, "reason").items(), "reason"),
             "drops_by_stage": count_table(counts_by(rejected, "stage").items(), "stage"),
+            "examples_by_reason": dg.MetadataValue.md(reason_examples(result.rejected)),
         },
     }
     yield from record_stage(context, config, storage, dvc, outputs, stopwatch)
@@ -101,6 +107,51 @@ def step_table(step_counts: list[dict]) -> str:
         )
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     return "\n".join(lines)
+
+
+def _rewrite_changes(step_counts: list[dict], stage: str) -> Counter[str]:
+    """The counters of the rewrite steps of one stage, summed (without ``changed_rows``)."""
+    total: Counter[str] = Counter()
+    for step in step_counts:
+        if step["kind"] == "rewrite" and step["stage"] == stage:
+            total.update({k: v for k, v in step["changes"].items() if k != "changed_rows"})
+    return total
+
+
+def hygiene_table(step_counts: list[dict]) -> str:
+    """What text hygiene changed, by kind (characters removed, lines trimmed, messages composed)."""
+    changes = _rewrite_changes(step_counts, "hygiene")
+    lines = ["| kind | changes |", "|---|---|", *(f"| {k} | {v} |" for k, v in sorted(changes.items()))]
+    return "\n".join(lines) if changes else "none"
+
+
+def pii_table(step_counts: list[dict], counts: dict[str, int]) -> str:
+    """PII spans redacted by type: in the messages of the rows the redaction step saw, and in rejected
+    rows (their raw text, detail, and messages of rows rejected before that step)."""
+    in_messages = _rewrite_changes(step_counts, "pii")
+    in_rejected = {
+        k.removeprefix("pii_rejected_"): v for k, v in counts.items() if k.startswith("pii_rejected_")
+    }
+    kinds = sorted(set(in_messages) | set(in_rejected))
+    lines = ["| type | in messages | in rejected rows |", "|---|---|---|"]
+    lines += [f"| {k} | {in_messages.get(k, 0)} | {in_rejected.get(k, 0)} |" for k in kinds]
+    return "\n".join(lines) if kinds else "none"
+
+
+def reason_examples(rejected: list[dict], per_reason: int = 3) -> str:
+    """The first few rejected rows of each reason, with their id and detail, for a look without a query."""
+    by_reason: dict[str, list[dict]] = {}
+    for row in rejected:
+        by_reason.setdefault(str(row["reason"]), []).append(row)
+    lines = ["| reason | rows | id | detail |", "|---|---|---|---|"]
+    for reason in sorted(by_reason):
+        rows = by_reason[reason]
+        for row in rows[:per_reason]:
+            detail = " ".join(str(row["detail"]).split()).replace("|", "\\|")
+            detail = detail if len(detail) <= 200 else detail[:199] + "…"
+            row_id = str(row["id"]).replace("|", "\\|")
+            lines.append(f"| {reason} | {len(rows)} | {row_id} | {detail} |")
+    return "\n".join(lines) if by_reason else "none"
 
 
 @dg.asset_check(

@@ -9,6 +9,7 @@ validation that needs every row at once.
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -55,7 +56,9 @@ def check_created_at(row: dict[str, Any]) -> Rejection | None:
 
 
 def check_messages(row: dict[str, Any]) -> Rejection | None:
-    """``messages`` is a non-empty list of ``{role, content}`` objects with string values."""
+    """``messages`` is a non-empty list of ``{role, content, weight, tool_calls}`` objects: string role and
+    content, ``tool_calls`` null or JSON text of a non-empty list (assistant turns only), ``weight`` null or
+    a number >= 0."""
     messages = row.get("messages")
     if not isinstance(messages, list) or not messages:
         return Rejection("missing_messages", f"'messages' must be a non-empty list, got {messages!r:.80}")
@@ -66,12 +69,47 @@ def check_messages(row: dict[str, Any]) -> Rejection | None:
             )
         if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
             return Rejection("malformed_message", f"turn {turn} needs string 'role' and 'content'")
+        weight = message.get("weight")
+        if weight is not None and (
+            isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0
+        ):
+            return Rejection(
+                "malformed_message", f"turn {turn} has weight {weight!r}; use a number >= 0 or null"
+            )
+        calls = message.get("tool_calls")
+        if calls is not None and not _is_call_list(calls):
+            return Rejection(
+                "malformed_message",
+                f"turn {turn} tool_calls must be JSON text of a non-empty list, got {calls!r:.80}",
+            )
+        if calls is not None and message["role"] != "assistant":
+            return Rejection(
+                "malformed_message",
+                f"turn {turn} ({message['role']}) has tool_calls; only assistant turns call tools",
+            )
     return None
 
 
+def _is_call_list(calls: object) -> bool:
+    if not isinstance(calls, str):
+        return False
+    try:
+        parsed = json.loads(calls)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(parsed, list) and bool(parsed) and all(isinstance(call, dict) for call in parsed)
+
+
+def _calls_tools(message: dict[str, Any]) -> bool:
+    return message["role"] == "assistant" and message.get("tool_calls") is not None
+
+
 def check_roles(row: dict[str, Any]) -> Rejection | None:
-    """Roles are known, system only opens a conversation, there is a user turn and an assistant ends it."""
+    """Roles are known, system only opens a conversation, there is a user turn and an assistant ends it, and
+    a tool turn answers a tool call: the turn before it (other tool turns aside) is an assistant turn with
+    tool_calls."""
     messages = row["messages"]
+    calling = False
     for turn, message in enumerate(messages, start=1):
         role = message["role"]
         if role not in ROLES:
@@ -80,6 +118,13 @@ def check_roles(row: dict[str, Any]) -> Rejection | None:
             )
         if role == "system" and turn != 1:
             return Rejection("misplaced_system", f"turn {turn} is a system turn; only the first turn may be")
+        if role == "tool" and not calling:
+            return Rejection(
+                "misplaced_tool",
+                f"turn {turn} is a tool turn, but no assistant turn with tool_calls comes before it",
+            )
+        if role != "tool":
+            calling = _calls_tools(message)
     roles = [message["role"] for message in messages]
     if "user" not in roles:
         return Rejection("missing_user_turn", "the conversation has no user turn")
@@ -92,9 +137,10 @@ def check_roles(row: dict[str, Any]) -> Rejection | None:
 
 
 def check_empty_content(row: dict[str, Any]) -> Rejection | None:
-    """No turn may be blank: an empty prompt or answer teaches the model nothing useful."""
+    """No turn may be blank: an empty prompt or answer teaches the model nothing useful. An assistant turn
+    that calls tools may be empty: the call is its content."""
     for turn, message in enumerate(row["messages"], start=1):
-        if not message["content"].strip():
+        if not message["content"].strip() and not _calls_tools(message):
             return Rejection("empty_content", f"turn {turn} ({message['role']}) is empty after stripping")
     return None
 
@@ -124,7 +170,8 @@ def make_response_length_check(min_response_chars: int) -> RowFilter:
     def check_response_length(row: dict[str, Any]) -> Rejection | None:
         for turn, message in enumerate(row["messages"], start=1):
             length = len(message["content"].strip())
-            if message["role"] == "assistant" and length < min_response_chars:
+            # a tool call is an answer of its own, whatever text comes with it
+            if message["role"] == "assistant" and length < min_response_chars and not _calls_tools(message):
                 return Rejection(
                     "short_response",
                     f"assistant turn {turn} has {length} characters; "

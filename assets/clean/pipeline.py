@@ -5,11 +5,18 @@ applies them in order, each to the rows that survived the previous ones, and doe
 step's stage is the ``stage`` column of the rows it rejects:
 
 1. ``ingest``: rows the reader could not normalize (their ``error`` is set);
+   ``hygiene`` (``clean.text_hygiene``): turns with no visible character, then the rewrite of
+   :mod:`assets.clean.hygiene` (invisible and lone control characters, NFC, whitespace);
 2. ``validate``: the row filters of :mod:`assets.clean.filters`, then unique ids;
+   ``pii`` (``clean.pii_redaction``): the rewrite of :mod:`assets.clean.pii` (typed placeholders; rejected
+   rows, their ``raw`` text included, are redacted by :func:`clean_rows`); then future timestamps
+   (``clean.max_future_skew_hours``, stage ``validate``, see :func:`future_reference`);
 3. ``dedup_exact``: normalized-text hashes;
 4. ``dedup_prefix``: conversations that are the opening turns of a longer one;
-5. ``dedup_near``: MinHash + LSH + true Jaccard;
-6. ``cleanlab``: Datalab outliers and near duplicates on text embeddings.
+5. ``dedup_near``: character-shingle Jaccard, candidates from MinHash + LSH, verified exactly, with the
+   rules of :mod:`assets.clean.dedup` that keep distinct examples of one template apart;
+6. ``cleanlab``: Datalab outliers (reported; dropped with ``clean.cleanlab_drop_outliers``) and near
+   duplicates whose prompt and answer are both close in embedding space (:mod:`assets.clean.quality`).
 
 The near-duplicate stages never link two rows of one group (same non-null ``group_id``); exact and prefix
 duplicates are rejected whatever their groups.
@@ -21,20 +28,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 from assets.clean.dedup import (
+    contents,
     find_exact_duplicates,
     find_near_duplicates,
     find_prefix_duplicates,
+    prompt_and_answer,
 )
 from assets.clean.embed import SUPPORTED_EMBEDDERS, make_embedder
 from assets.clean.filters import check_ingest_error, find_reused_ids, row_filters, validate_row
+from assets.clean.hygiene import hygiene_rewrite, invisible_only_turns
+from assets.clean.pii import PII_TYPES, pii_rewrite, redact_rejected
 from assets.clean.quality import MIN_ROWS, find_quality_issues
-from assets.clean.steps import Filtered, FilterStep, Rejection, Row, Step, each_row, run_steps
+from assets.clean.steps import (
+    Filtered,
+    FilterStep,
+    Rejection,
+    RewriteStep,
+    Row,
+    Step,
+    each_row,
+    run_steps,
+)
 from assets.shared.groups import conversation_key
-from assets.shared.text import conversation_text
+from assets.shared.timestamps import parse_cutoff
 
 # Fixed so that the same rows always give the same embeddings and therefore the same cleanlab verdicts.
 EMBEDDING_SEED = 0
@@ -53,13 +74,33 @@ class CleanSettings:
     embedding_dim: int
     outlier_score_threshold: float
     cleanlab_near_duplicates: bool
+    # Off unless params.yaml turns them on (it does), so code that builds settings by hand keeps the old
+    # steps; keyword-only, so that fields without a default can still follow.
+    text_hygiene: bool = field(default=False, kw_only=True)
+    pii_redaction: bool = field(default=False, kw_only=True)
+    pii_types: tuple[str, ...] = field(default=PII_TYPES, kw_only=True)
+    max_future_skew_hours: int | None = field(default=None, kw_only=True)
+    reference_time: str | None = field(default=None, kw_only=True)
+    # The cleanlab pass: outliers are reported, and dropped only when this says so; near duplicates need
+    # this cosine similarity of both their prompts and their answers (defaults as in params.yaml).
+    cleanlab_drop_outliers: bool = field(default=False, kw_only=True)
+    cleanlab_near_dup_similarity: float = field(default=0.9, kw_only=True)
 
     def __post_init__(self) -> None:
         for spec in fields(self):
             value = getattr(self, spec.name)
-            expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[str(spec.type)]
+            expected = {
+                "int": int,
+                "float": (int, float),
+                "bool": bool,
+                "str": str,
+                "int | None": (int, type(None)),
+                "str | None": (str, type(None)),
+                "tuple[str, ...]": (tuple, list),
+            }[str(spec.type)]
             # bool is an int in Python, but "true" for a count is a typo worth reporting.
-            if not isinstance(value, expected) or (spec.type in ("int", "float") and isinstance(value, bool)):
+            numeric = spec.type in ("int", "float", "int | None")
+            if not isinstance(value, expected) or (numeric and isinstance(value, bool)):
                 raise ValueError(f"clean.{spec.name} must be a {spec.type}, got {value!r}")
         _require(self.min_response_chars >= 0, "min_response_chars", "must be >= 0", self.min_response_chars)
         _require(
@@ -74,6 +115,12 @@ class CleanSettings:
         _require(self.shingle_size >= 1, "shingle_size", "must be >= 1", self.shingle_size)
         _require(self.embedding_dim >= 1, "embedding_dim", "must be >= 1", self.embedding_dim)
         _require(
+            0 < self.cleanlab_near_dup_similarity <= 1,
+            "cleanlab_near_dup_similarity",
+            "must be in (0, 1]",
+            self.cleanlab_near_dup_similarity,
+        )
+        _require(
             0 <= self.outlier_score_threshold <= 1,
             "outlier_score_threshold",
             "must be in [0, 1]",
@@ -85,6 +132,12 @@ class CleanSettings:
             f"must be one of {', '.join(SUPPORTED_EMBEDDERS)}",
             self.embedder,
         )
+        unknown = [kind for kind in self.pii_types if kind not in PII_TYPES]
+        _require(not unknown, "pii_types", f"may list {', '.join(PII_TYPES)}", list(self.pii_types))
+        object.__setattr__(self, "pii_types", tuple(self.pii_types))
+        skew = self.max_future_skew_hours
+        _require(skew is None or skew >= 0, "max_future_skew_hours", "must be >= 0", skew)
+        parse_cutoff(self.reference_time, "clean.reference_time")  # an InputError names the setting
 
 
 def _require(condition: bool, name: str, rule: str, value: object) -> None:
@@ -110,13 +163,39 @@ class CleanResult:
     step_counts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def default_steps(settings: CleanSettings) -> list[Step]:
-    """The cleaning steps in order. Cheap, exact checks run first so the costly ones see fewer rows."""
+def default_steps(settings: CleanSettings, *, now: datetime | None = None) -> list[Step]:
+    """The cleaning steps in order. Cheap, exact checks run first so the costly ones see fewer rows.
+
+    Text hygiene runs before validation, which then rejects what it could not repair (NUL, U+FFFD);
+    redaction runs before anything is compared or kept; future timestamps go before dedup, so that a
+    rejected row is never the kept copy of a duplicate. ``now`` (default: the clock) only matters for
+    :func:`future_reference` when ``clean.reference_time`` is null.
+    """
     filters = row_filters(min_response_chars=settings.min_response_chars)
+    hygiene: list[Step] = []
+    if settings.text_hygiene:
+        hygiene = [
+            FilterStep("hygiene", each_row(invisible_only_turns), name="visible_text"),
+            RewriteStep("hygiene", hygiene_rewrite, name="text_hygiene"),
+        ]
+    redaction: list[Step] = []
+    if settings.pii_redaction:
+        redaction = [RewriteStep("pii", pii_rewrite(settings.pii_types), name="pii_redaction")]
+    freshness: list[Step] = []
+    if settings.max_future_skew_hours is not None:
+        limit = partial(
+            future_timestamps,
+            reference=future_reference(settings, now),
+            skew_hours=settings.max_future_skew_hours,
+        )
+        freshness = [FilterStep("validate", limit, name="future_timestamp")]
     return [
         FilterStep("ingest", each_row(check_ingest_error)),
+        *hygiene,
         FilterStep("validate", each_row(partial(validate_row, filters=filters))),
         FilterStep("validate", find_reused_ids, name="unique_ids"),
+        *redaction,
+        *freshness,
         FilterStep("dedup_exact", exact_duplicates),
         FilterStep("dedup_prefix", prefix_duplicates),
         FilterStep("dedup_near", partial(near_duplicates, settings=settings)),
@@ -127,9 +206,49 @@ def default_steps(settings: CleanSettings) -> list[Step]:
 def clean_rows(rows: list[dict[str, Any]], settings: CleanSettings) -> CleanResult:
     """Split raw rows into clean examples and rejected rows, deterministically and in file order."""
     result = run_steps(rows, default_steps(settings))
-    return CleanResult(
-        result.kept, result.rejected, result.counts, result.scores, result.notes, result.step_counts
+    rejected, counts = result.rejected, result.counts
+    if settings.pii_redaction:
+        # rejected_examples is a versioned output too: its raw input text and the messages of rows
+        # rejected before the redaction step are redacted like the kept rows.
+        rejected, found = redact_rejected(rejected, settings.pii_types)
+        counts = {**counts, **{f"pii_rejected_{kind}": found[kind] for kind in sorted(found)}}
+    return CleanResult(result.kept, rejected, counts, result.scores, result.notes, result.step_counts)
+
+
+def future_reference(settings: CleanSettings, now: datetime | None = None) -> datetime:
+    """The time a ``created_at`` is compared with: ``clean.reference_time`` when set, else the end of the
+    current UTC day (the next midnight).
+
+    The day, not the moment: a re-run on the same input rejects the same rows all day, and only a row
+    dated less than ``clean.max_future_skew_hours`` past the next midnight can change verdict from one
+    day to the next. A typo'd year never does. Set ``clean.reference_time`` to the value a run reported
+    to reproduce it exactly on any day.
+    """
+    pinned = parse_cutoff(settings.reference_time, "clean.reference_time")
+    if pinned is not None:
+        return pinned
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    return datetime(today.year, today.month, today.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def future_timestamps(rows: Sequence[Row], *, reference: datetime, skew_hours: int) -> Filtered:
+    """Reject rows whose ``created_at`` is later than ``reference`` + ``skew_hours``: a mistyped year
+    (2099) would otherwise be the newest data and decide the time split. The note names the limit."""
+    limit = reference + timedelta(hours=skew_hours)
+    rejections = {}
+    for position, row in enumerate(rows):
+        created = row["created_at"]
+        if created > limit:
+            why = (
+                f"created_at {created.isoformat()} is later than {limit.isoformat()} (reference time "
+                f"{reference.isoformat()} + clean.max_future_skew_hours {skew_hours})"
+            )
+            rejections[position] = Rejection("future_timestamp", why)
+    note = (
+        f"future timestamps: rows with created_at after {limit.isoformat()} rejected (reference time "
+        f"{reference.isoformat()} + clean.max_future_skew_hours {skew_hours})"
     )
+    return Filtered(rejections, notes=[note])
 
 
 def exact_duplicates(rows: Sequence[Row]) -> dict[int, Rejection]:
@@ -161,61 +280,85 @@ def prefix_duplicates(rows: Sequence[Row]) -> dict[int, Rejection]:
     return rejections
 
 
-def near_duplicates(rows: Sequence[Row], *, settings: CleanSettings) -> dict[int, Rejection]:
-    """Reject near duplicates: word-shingle Jaccard >= ``clean.near_dup_threshold``, found with MinHash
-    and LSH (Broder, 1997) and verified exactly; ``duplicate_of`` is the kept (earliest) row of the
-    cluster. Rows of one group are never linked."""
-    found = find_near_duplicates(
-        [conversation_key(row["messages"]) for row in rows],
+def near_duplicates(rows: Sequence[Row], *, settings: CleanSettings) -> Filtered:
+    """Reject near duplicates: Jaccard of character ``clean.shingle_size``-grams at or over
+    ``clean.near_dup_threshold``, with the same numbers and an answer that does not follow a changed
+    question (see :mod:`assets.clean.dedup`). ``duplicate_of`` is the kept (earliest) row of the
+    cluster, which names the cluster in ``detail`` too. Rows of one group are never linked. Counts:
+    clusters and the pairs a rule kept apart."""
+    report = find_near_duplicates(
+        [contents(row["messages"]) for row in rows],
         threshold=settings.near_dup_threshold,
         num_permutations=settings.minhash_permutations,
         shingle_size=settings.shingle_size,
         groups=[row.get("group_id") for row in rows],
+        parts=[prompt_and_answer(row["messages"]) for row in rows],
     )
     rejections = {}
-    for position, near in found.items():
+    for position, near in report.duplicates.items():
         kept, match = rows[near.kept_index], rows[near.match_index]
         why = (
-            f"word {settings.shingle_size}-gram Jaccard {near.jaccard:.3f} with row {match['id']!r} "
-            f">= clean.near_dup_threshold {settings.near_dup_threshold}; its cluster keeps row {kept['id']!r}"
+            f"character {settings.shingle_size}-gram Jaccard {near.jaccard:.3f} with row {match['id']!r} "
+            f">= clean.near_dup_threshold {settings.near_dup_threshold}, same numbers; near-duplicate "
+            f"cluster {kept['id']!r} ({near.cluster_size} rows) keeps its earliest row, {kept['id']!r}"
         )
         rejections[position] = Rejection("near_duplicate", why, duplicate_of=kept["id"])
-    return rejections
+    counts = {
+        "near_duplicate_clusters": report.clusters,
+        **{f"near_duplicate_kept_apart_{rule}": count for rule, count in report.kept_apart.items()},
+    }
+    return Filtered(rejections, {name: count for name, count in counts.items() if count})
 
 
 def cleanlab_pass(rows: Sequence[Row], *, settings: CleanSettings) -> Filtered:
-    """Embed the rows and run cleanlab's Datalab (kNN outlier and near-duplicate issues): reject outliers
-    scoring below ``clean.outlier_score_threshold`` and, with ``clean.cleanlab_near_duplicates``, all but
-    the earliest row of each near-duplicate set. Also returns one ``{id, outlier_score,
-    near_duplicate_score}`` per row and Datalab's issue counts; skipped, with a note, when disabled or when
-    too few rows are left for kNN."""
+    """Embed each row's prompt and answer and run cleanlab's Datalab on their kNN graph (see
+    :mod:`assets.clean.quality`). Outliers (score below ``clean.outlier_score_threshold``) are reported in a
+    note and rejected only with ``clean.cleanlab_drop_outliers``; with ``clean.cleanlab_near_duplicates``,
+    rows whose prompt and answer both reach ``clean.cleanlab_near_dup_similarity`` with an earlier kept
+    row's are rejected. Also returns one ``{id, outlier_score, near_duplicate_score}`` per row and
+    Datalab's issue counts; skipped, with a note, when disabled or when too few rows are left for kNN."""
     if not settings.cleanlab_enabled:
         return _skipped("cleanlab pass skipped: clean.cleanlab_enabled is false")
     if len(rows) < MIN_ROWS:
         return _skipped(
             f"cleanlab pass skipped: {len(rows)} rows left, kNN scoring needs at least {MIN_ROWS}"
         )
-    texts = [conversation_text(row["messages"]) for row in rows]
+    parts = [prompt_and_answer(row["messages"]) for row in rows]
     embed = make_embedder(settings.embedder, dim=settings.embedding_dim, seed=EMBEDDING_SEED)
+    similarity = settings.cleanlab_near_dup_similarity
     report = find_quality_issues(
-        texts,
-        embed(texts),
+        parts,
+        embed([prompt for prompt, _ in parts]),
+        embed([answer for _, answer in parts]),
         outlier_score_threshold=settings.outlier_score_threshold,
-        reject_near_duplicates=settings.cleanlab_near_duplicates,
+        similarity=similarity,
+        drop_outliers=settings.cleanlab_drop_outliers,
         groups=[row.get("group_id") for row in rows],
     )
     rejections = {}
     threshold = settings.outlier_score_threshold
-    for position, score in report.outliers.items():
-        why = f"cleanlab outlier score {score:.4f} < clean.outlier_score_threshold {threshold}"
-        rejections[position] = Rejection("cleanlab_outlier", why)
-    for position, kept_position in report.near_duplicates.items():
-        kept = rows[kept_position]
-        why = (
-            f"cleanlab finds it a near duplicate of row {kept['id']!r} in embedding space "
-            f"(near-duplicate score {report.near_duplicate_scores[position]:.4f}; 0 means identical)"
+    notes = []
+    if settings.cleanlab_drop_outliers:
+        for position, score in report.outliers.items():
+            why = f"cleanlab outlier score {score:.4f} < clean.outlier_score_threshold {threshold}"
+            rejections[position] = Rejection("cleanlab_outlier", why)
+    elif report.outliers:
+        ids = ", ".join(repr(rows[position]["id"]) for position in list(report.outliers)[:20])
+        more = f" and {len(report.outliers) - 20} more" if len(report.outliers) > 20 else ""
+        notes.append(
+            f"cleanlab: {len(report.outliers)} outliers (score < clean.outlier_score_threshold {threshold}) "
+            f"kept, as clean.cleanlab_drop_outliers is false: {ids}{more}"
         )
-        rejections[position] = Rejection("cleanlab_near_duplicate", why, duplicate_of=kept["id"])
+    if settings.cleanlab_near_duplicates:
+        for position, near in report.near_duplicates.items():
+            kept, match = rows[near.kept_index], rows[near.match_index]
+            why = (
+                f"cleanlab: prompt and answer embeddings have cosine similarity {near.prompt_similarity:.3f} "
+                f"and {near.answer_similarity:.3f} with row {match['id']!r} (both >= "
+                f"clean.cleanlab_near_dup_similarity {similarity}), same numbers; near-duplicate cluster "
+                f"{kept['id']!r} ({near.cluster_size} rows) keeps its earliest row, {kept['id']!r}"
+            )
+            rejections[position] = Rejection("cleanlab_near_duplicate", why, duplicate_of=kept["id"])
     scores = [
         {
             "id": row["id"],
@@ -227,8 +370,10 @@ def cleanlab_pass(rows: Sequence[Row], *, settings: CleanSettings) -> Filtered:
     counts = {
         "cleanlab_outlier_issues": report.outlier_issues,
         "cleanlab_near_duplicate_issues": report.near_duplicate_issues,
+        "cleanlab_outliers": len(report.outliers),
+        **{f"cleanlab_kept_apart_{rule}": count for rule, count in report.kept_apart.items() if count},
     }
-    return Filtered(rejections, counts, scores=scores)
+    return Filtered(rejections, counts, notes=notes, scores=scores)
 
 
 def _skipped(note: str) -> Filtered:

@@ -1,22 +1,34 @@
-"""Data-quality pass with cleanlab's Datalab: outliers and near duplicates in embedding space.
+"""Data-quality pass with cleanlab's Datalab: outliers, and near duplicates by an absolute rule.
 
-Datalab scores every row from its k nearest neighbours. Outlier scores are ``exp(-d / median d)`` of the
-mean neighbour distance ``d`` (low = unusual); near-duplicate sets are rows much closer to each other than
-the typical nearest-neighbour distance. Datalab's own kNN search is exact and grows as n²; above
-:data:`EXACT_KNN_MAX_ROWS` rows we hand it a graph built here in row blocks, which bounds memory and uses
-one matrix product per block on the unit-length embeddings.
+Each row's prompt and answer are embedded separately (unit length); the row's vector is their
+concatenation divided by sqrt(2), so its cosine similarity with another row is the mean of the two parts'.
+The k-nearest-neighbour graph of those vectors is built here and handed to Datalab precomputed: exact (in
+row blocks, one matrix product each) up to :data:`EXACT_KNN_MAX_ROWS` rows, approximate above, with an
+inverted-file index (k-means lists, each row searched in its :data:`PROBES` nearest lists; Jégou, Douze &
+Schmid, 2011), so the pass grows as n^1.5 rather than n².
 
-As in :mod:`assets.clean.dedup`, two rows of one group (same non-null ``group_id``: sibling answers in a
-conversation tree, a thread and its follow-up) are never linked as near duplicates: they are close in
-embedding space by construction, and the split keeps them together anyway.
+- Outliers: Datalab's outlier score, ``exp(-d / median d)`` of the mean neighbour distance ``d`` (low =
+  unusual). Rows scoring below ``outlier_score_threshold`` are outliers; the caller reports them and drops
+  them only when told to.
+- Near duplicates: not Datalab's near-duplicate sets, whose distance threshold is relative to the data
+  (on instruction data it collapses template rows that differ only in their numbers, with different,
+  correct answers). A graph edge links two rows when the cosine similarity of their prompts AND of their
+  answers both reach an absolute ``similarity``, and :mod:`assets.clean.dedup`'s rules do not keep them
+  apart: the same numbers in the same order, and no word changed in both the prompt and the answer (the
+  answer follows the question). Clusters are connected components; the earliest row of each is kept.
+  Datalab's own near-duplicate count is still reported beside ours.
+
+As in :mod:`assets.clean.dedup`, two rows of one group (same non-null ``group_id``) are never linked.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from assets.clean.dedup import answer_follows_question, numbers
 from assets.shared.groups import UnionFind, same_group
 
 if TYPE_CHECKING:
@@ -27,19 +39,35 @@ if TYPE_CHECKING:
 MIN_ROWS = 10
 # cleanlab's default neighbourhood size for both issue types.
 NEIGHBOURS = 10
-# Above this many rows the kNN graph is built here instead of by Datalab.
-EXACT_KNN_MAX_ROWS = 5000
-# Rows per block of the similarity product: 1024 x n float32 stays small for n in the millions.
+# Up to this many rows the kNN graph is exact; above, approximate (inverted lists).
+EXACT_KNN_MAX_ROWS = 10_000
+# Inverted lists searched per row: with sqrt(n) lists, a row is compared with about PROBES * sqrt(n) rows.
+PROBES = 8
+# Rows per block of the exact similarity product: 1024 x n float32 stays small for n in the millions.
 _BLOCK_ROWS = 1024
+# Lloyd iterations of the k-means that builds the inverted lists, and the rows it is fitted on.
+_KMEANS_ITERATIONS = 10
+_KMEANS_SAMPLE = 50_000
+
+
+@dataclass(frozen=True)
+class QualityDuplicate:
+    """A row linked to an earlier kept row: the kept row, its closest linked row, their similarities."""
+
+    kept_index: int
+    match_index: int
+    prompt_similarity: float
+    answer_similarity: float
+    cluster_size: int
 
 
 @dataclass(frozen=True)
 class QualityReport:
-    """Datalab's findings, index-aligned with the input texts.
+    """Datalab's scores and our findings, index-aligned with the input rows.
 
-    ``outliers`` maps each row to reject to its outlier score; ``near_duplicates`` maps each row to reject
-    to the index of the kept row of its near-duplicate set. The issue counts are Datalab's own flags,
-    before our thresholds, for the asset metadata.
+    ``outliers`` maps every row scoring below the threshold to its score; ``near_duplicates`` maps each
+    row to drop to its :class:`QualityDuplicate`. ``outlier_issues`` and ``near_duplicate_issues`` are
+    Datalab's own flags, ``kept_apart`` the graph edges at or over the similarity that a rule kept apart.
     """
 
     outlier_scores: list[float]
@@ -47,78 +75,165 @@ class QualityReport:
     outlier_issues: int
     near_duplicate_issues: int
     outliers: dict[int, float] = field(default_factory=dict)
-    near_duplicates: dict[int, int] = field(default_factory=dict)
+    near_duplicates: dict[int, QualityDuplicate] = field(default_factory=dict)
+    kept_apart: dict[str, int] = field(default_factory=dict)
+
+
+def _graph(indices: np.ndarray, distances: np.ndarray) -> csr_matrix:
+    """The CSR layout Datalab expects: k neighbours per row, by ascending distance, ties by index."""
+    import numpy as np
+    from scipy.sparse import csr_matrix
+
+    n, k = indices.shape
+    order = np.lexsort((indices, distances), axis=1)
+    indices = np.take_along_axis(indices, order, axis=1)
+    distances = np.take_along_axis(distances, order, axis=1)
+    indptr = np.arange(0, n * k + 1, k)
+    return csr_matrix((distances.ravel(), indices.ravel(), indptr), shape=(n, n))
+
+
+def _top_k(similarity: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most similar candidates of each row of a (rows x m) similarity block, unordered."""
+    import numpy as np
+
+    top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(candidates, top, axis=1), np.take_along_axis(similarity, top, axis=1)
 
 
 def cosine_knn_graph(embeddings: np.ndarray, *, k: int) -> csr_matrix:
-    """The k-nearest-neighbour graph under cosine distance, in the CSR layout Datalab expects.
-
-    Rows of ``embeddings`` must be unit length. Each row holds its ``k`` neighbours (itself excluded)
-    sorted by ascending distance, ties broken by index so the graph is deterministic.
-    """
+    """The exact k-nearest-neighbour graph under cosine distance. Rows of ``embeddings`` must be unit
+    length; each row holds its ``k`` neighbours (itself excluded), ties broken by index."""
     import numpy as np
-    from scipy.sparse import csr_matrix
 
     n = embeddings.shape[0]
     if not 0 < k < n:
         raise ValueError(f"k must be between 1 and n - 1 = {n - 1}, got {k}")
     vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
     indices = np.empty((n, k), dtype=np.int64)
-    distances = np.empty((n, k), dtype=np.float64)
+    similarities = np.empty((n, k), dtype=np.float32)
+    everyone = np.arange(n)
     for start in range(0, n, _BLOCK_ROWS):
         stop = min(start + _BLOCK_ROWS, n)
         similarity = vectors[start:stop] @ vectors.T
         similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        # argpartition finds the top k cheaply; the exact order is then fixed by (distance, index).
-        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-        block_distances = np.clip(1.0 - np.take_along_axis(similarity, top, axis=1), 0.0, 2.0)
-        order = np.lexsort((top, block_distances), axis=1)
-        indices[start:stop] = np.take_along_axis(top, order, axis=1)
-        distances[start:stop] = np.take_along_axis(block_distances, order, axis=1)
-    indptr = np.arange(0, n * k + 1, k)
-    return csr_matrix((distances.ravel(), indices.ravel(), indptr), shape=(n, n))
+        candidates = np.broadcast_to(everyone, similarity.shape)
+        indices[start:stop], similarities[start:stop] = _top_k(similarity, candidates, k)
+    return _graph(indices, np.clip(1.0 - similarities.astype(np.float64), 0.0, 2.0))
+
+
+def _kmeans(vectors: np.ndarray, lists: int, seed: int) -> np.ndarray:
+    """Spherical k-means (Lloyd) on a seeded sample: unit-length centroids, shape (lists, dim)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sample = vectors[np.sort(rng.choice(len(vectors), min(len(vectors), _KMEANS_SAMPLE), replace=False))]
+    centroids = sample[np.sort(rng.choice(len(sample), lists, replace=False))].copy()
+    for _ in range(_KMEANS_ITERATIONS):
+        nearest = np.argmax(sample @ centroids.T, axis=1)
+        for cluster in range(lists):
+            members = sample[nearest == cluster]
+            if len(members):
+                centroids[cluster] = members.sum(axis=0)
+        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    return centroids
+
+
+def approximate_knn_graph(embeddings: np.ndarray, *, k: int, seed: int = 0) -> csr_matrix:
+    """An approximate k-nearest-neighbour graph (inverted file): rows are put in sqrt(n) k-means lists
+    and each row is compared with the members of its :data:`PROBES` nearest lists. A row that finds
+    fewer than ``k`` neighbours there is searched exactly. Deterministic for a given ``seed``."""
+    import numpy as np
+
+    n = embeddings.shape[0]
+    if not 0 < k < n:
+        raise ValueError(f"k must be between 1 and n - 1 = {n - 1}, got {k}")
+    vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+    lists = max(1, math.isqrt(n))
+    centroids = _kmeans(vectors, lists, seed)
+    probes = min(PROBES, lists)
+    nearest_lists = np.empty((n, probes), dtype=np.int64)
+    for start in range(0, n, _BLOCK_ROWS):
+        scores = vectors[start : start + _BLOCK_ROWS] @ centroids.T
+        nearest_lists[start : start + _BLOCK_ROWS] = np.argsort(-scores, axis=1, kind="stable")[:, :probes]
+    home = nearest_lists[:, 0]
+    members_of = np.split(np.argsort(home, kind="stable"), np.cumsum(np.bincount(home, minlength=lists))[:-1])
+    best = np.full((n, k), -1, dtype=np.int64)
+    best_similarity = np.full((n, k), -np.inf, dtype=np.float32)
+    for cluster, members in enumerate(members_of):
+        queries = np.flatnonzero((nearest_lists == cluster).any(axis=1))
+        if not len(members) or not len(queries):
+            continue
+        for start in range(0, len(queries), _BLOCK_ROWS):
+            block = queries[start : start + _BLOCK_ROWS]
+            similarity = vectors[block] @ vectors[members].T
+            similarity[block[:, None] == members[None, :]] = -np.inf
+            merged = np.concatenate((best_similarity[block], similarity), axis=1)
+            candidates = np.concatenate((best[block], np.broadcast_to(members, similarity.shape)), axis=1)
+            best[block], best_similarity[block] = _top_k(merged, candidates, k)
+    short = np.flatnonzero((best < 0).any(axis=1))
+    for start in range(0, len(short), _BLOCK_ROWS):
+        block = short[start : start + _BLOCK_ROWS]
+        similarity = vectors[block] @ vectors.T
+        similarity[np.arange(len(block)), block] = -np.inf
+        best[block], best_similarity[block] = _top_k(
+            similarity, np.broadcast_to(np.arange(n), similarity.shape), k
+        )
+    return _graph(best, np.clip(1.0 - best_similarity.astype(np.float64), 0.0, 2.0))
+
+
+def knn_graph(embeddings: np.ndarray, *, k: int, exact_knn_max_rows: int = EXACT_KNN_MAX_ROWS) -> csr_matrix:
+    """The exact graph for up to ``exact_knn_max_rows`` rows, the approximate one above."""
+    if embeddings.shape[0] <= exact_knn_max_rows:
+        return cosine_knn_graph(embeddings, k=k)
+    return approximate_knn_graph(embeddings, k=k)
 
 
 def find_quality_issues(
-    texts: list[str],
-    embeddings: np.ndarray,
+    parts: Sequence[tuple[str, str]],
+    prompt_embeddings: np.ndarray,
+    answer_embeddings: np.ndarray,
     *,
     outlier_score_threshold: float,
-    reject_near_duplicates: bool,
+    similarity: float,
+    drop_outliers: bool = False,
     exact_knn_max_rows: int = EXACT_KNN_MAX_ROWS,
     groups: Sequence[str | None] | None = None,
 ) -> QualityReport:
-    """Run Datalab's near-duplicate and outlier checks and decide which rows to reject.
+    """Score every row with Datalab (outliers, and its own near-duplicate flags for the report) and link
+    near duplicates by the absolute rule of the module docstring.
 
-    Outliers scoring below ``outlier_score_threshold`` are rejected first; near-duplicate sets are then
-    formed among the remaining rows and all but the earliest member are rejected when
-    ``reject_near_duplicates`` is set, so a duplicate always points at a row that is kept. ``groups`` (one
-    group id or None per text) keeps rows of one group out of each other's sets; Datalab's own issue
-    counts still include such pairs.
+    ``parts`` are the rows' (prompt, answer) texts and the embeddings their unit-length vectors. When
+    ``drop_outliers`` is set, outliers are left out of the near-duplicate clusters, so that a duplicate
+    always points at a row that is kept.
     """
+    import numpy as np
     from cleanlab import Datalab
 
-    n = len(texts)
-    if embeddings.shape[0] != n:
-        raise ValueError(f"got {n} texts but {embeddings.shape[0]} embeddings")
+    n = len(parts)
+    for name, array in (("prompt", prompt_embeddings), ("answer", answer_embeddings)):
+        if array.shape[0] != n:
+            raise ValueError(f"got {n} rows but {array.shape[0]} {name} embeddings")
     if n < MIN_ROWS:
         raise ValueError(f"the quality pass needs at least {MIN_ROWS} rows, got {n}")
     if groups is not None and len(groups) != n:
-        raise ValueError(f"got {n} texts but {len(groups)} group ids; pass one group id (or None) per text")
+        raise ValueError(f"got {n} rows but {len(groups)} group ids; pass one group id (or None) per row")
+    vectors = np.hstack((prompt_embeddings, answer_embeddings)) / math.sqrt(2)
     k = min(NEIGHBOURS, n - 1)
-    issue_types = {"near_duplicate": {"k": k}, "outlier": {"k": k}}
-    lab = Datalab(data={"text": texts}, verbosity=0)
-    if n > exact_knn_max_rows:
-        lab.find_issues(knn_graph=cosine_knn_graph(embeddings, k=k), issue_types=issue_types)
-    else:
-        lab.find_issues(features=embeddings, issue_types=issue_types)
+    graph = knn_graph(vectors, k=k, exact_knn_max_rows=exact_knn_max_rows)
+    lab = Datalab(data={"text": ["\n".join(pair) for pair in parts]}, verbosity=0)
+    lab.find_issues(knn_graph=graph, issue_types={"near_duplicate": {"k": k}, "outlier": {"k": k}})
     issues = lab.get_issues()
     outlier_scores = [float(score) for score in issues["outlier_score"]]
     outliers = {index: score for index, score in enumerate(outlier_scores) if score < outlier_score_threshold}
-    near_duplicates: dict[int, int] = {}
-    if reject_near_duplicates:
-        sets = lab.get_info("near_duplicate")["near_duplicate_sets"]
-        near_duplicates = _near_duplicate_clusters(sets, excluded=set(outliers), groups=groups)
+    near_duplicates, kept_apart = _near_duplicates(
+        graph,
+        parts,
+        prompt_embeddings,
+        answer_embeddings,
+        similarity=similarity,
+        excluded=set(outliers) if drop_outliers else set(),
+        groups=groups,
+    )
     return QualityReport(
         outlier_scores=outlier_scores,
         near_duplicate_scores=[float(score) for score in issues["near_duplicate_score"]],
@@ -126,22 +241,60 @@ def find_quality_issues(
         near_duplicate_issues=int(issues["is_near_duplicate_issue"].sum()),
         outliers=outliers,
         near_duplicates=near_duplicates,
+        kept_apart=kept_apart,
     )
 
 
-def _near_duplicate_clusters(
-    sets: list[np.ndarray], *, excluded: set[int], groups: Sequence[str | None] | None = None
-) -> dict[int, int]:
-    """Merge Datalab's per-row neighbour sets into clusters; map every later member to the earliest.
+def _near_duplicates(
+    graph: csr_matrix,
+    parts: Sequence[tuple[str, str]],
+    prompt_embeddings: np.ndarray,
+    answer_embeddings: np.ndarray,
+    *,
+    similarity: float,
+    excluded: set[int],
+    groups: Sequence[str | None] | None,
+) -> tuple[dict[int, QualityDuplicate], dict[str, int]]:
+    """Link the graph's edges that pass the absolute rule; map every later cluster member to the earliest."""
+    import numpy as np
 
-    Pairs within one group are not linked, and a member of the earliest row's group is kept with it.
-    """
-    clusters = UnionFind(len(sets))
-    for index, neighbours in enumerate(sets):
-        if index in excluded:
+    coo = graph.tocoo()
+    left, right = np.minimum(coo.row, coo.col), np.maximum(coo.row, coo.col)
+    edges = np.unique(np.stack((left, right), axis=1), axis=0)
+    prompt_similarity = np.einsum("ij,ij->i", prompt_embeddings[edges[:, 0]], prompt_embeddings[edges[:, 1]])
+    answer_similarity = np.einsum("ij,ij->i", answer_embeddings[edges[:, 0]], answer_embeddings[edges[:, 1]])
+    close = (prompt_similarity >= similarity) & (answer_similarity >= similarity)
+    kept_apart = {"same_group": 0, "numbers": 0, "answer_follows_question": 0}
+    clusters = UnionFind(len(parts))
+    # (mean similarity, -index, prompt, answer) of each row's best link: closer, then earlier, wins.
+    best: dict[int, tuple[float, int, float, float]] = {}
+    for (i, j), p_sim, a_sim in zip(
+        edges[close].tolist(),
+        prompt_similarity[close].tolist(),
+        answer_similarity[close].tolist(),
+        strict=True,
+    ):
+        if i in excluded or j in excluded:
             continue
-        for neighbour in neighbours:
-            other = int(neighbour)
-            if other not in excluded and not same_group(groups, index, other):
-                clusters.union(index, other)
-    return clusters.duplicates([index for index in range(len(sets)) if index not in excluded], groups)
+        if same_group(groups, i, j):
+            kept_apart["same_group"] += 1
+            continue
+        if numbers("\n".join(parts[i])) != numbers("\n".join(parts[j])):
+            kept_apart["numbers"] += 1
+            continue
+        if answer_follows_question(parts[i], parts[j]):
+            kept_apart["answer_follows_question"] += 1
+            continue
+        clusters.union(i, j)
+        for index, other in ((i, j), (j, i)):
+            candidate = ((p_sim + a_sim) / 2, -other, p_sim, a_sim)
+            if index not in best or candidate[:2] > best[index][:2]:
+                best[index] = candidate
+    sizes: dict[int, int] = {}
+    for index in best:
+        sizes[clusters.find(index)] = sizes.get(clusters.find(index), 0) + 1
+    found = {}
+    for index, root in clusters.duplicates(sorted(best), groups).items():
+        _, negative_match, p_sim, a_sim = best[index]
+        found[index] = QualityDuplicate(root, -negative_match, p_sim, a_sim, sizes[root])
+    return found, kept_apart

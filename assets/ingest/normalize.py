@@ -16,35 +16,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from assets.ingest.fields import RowError, id_string, optional_string, present
 from assets.ingest.oasst import AUDIT_KEYS, TreeError, expand_tree, is_message_tree
 from assets.ingest.readers import IngestError, RawRecord, read_records, row_to_raw
+from assets.ingest.settings import ROW_FIELDS, IngestOptions
+from assets.ingest.turns import read_messages, read_tools
 from assets.shared.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, empty_row
 from assets.shared.timestamps import TimestampError, parse_timestamp
 
 ID_KEYS = ("id", "uid", "message_id")
 TIME_KEYS = ("created_at", "created_date", "timestamp")
-CHAT_KEYS = ("messages", "conversations")
-ALPACA_KEYS = ("instruction", "input", "output")
 PASSTHROUGH_KEYS = ("category", "lang", "source")
-ROLE_ALIASES = {
-    "system": "system",
-    "user": "user",
-    "human": "user",
-    "prompter": "user",
-    "assistant": "assistant",
-    "gpt": "assistant",
-    "bot": "assistant",
-    "model": "assistant",
-}
 _JSON_TYPE_NAMES = {list: "a JSON array", str: "a JSON string", bool: "a JSON boolean", type(None): "null"}
-
-
-class RowError(Exception):
-    """A problem with one row; carries the ``reason: detail`` text stored in the row's ``error``."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
+DEFAULT_OPTIONS = IngestOptions()
 
 
 def derived_id(raw: str) -> str:
@@ -52,7 +36,9 @@ def derived_id(raw: str) -> str:
     return "row-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
 
 
-def normalize_record(record: RawRecord, *, source_file: str, max_chars: int) -> dict[str, Any]:
+def normalize_record(
+    record: RawRecord, *, source_file: str, max_chars: int, options: IngestOptions = DEFAULT_OPTIONS
+) -> dict[str, Any]:
     """One row with every column of ``raw_features()``; ``error`` is set when the record is unusable."""
     _check_max_chars(max_chars)
     row = empty_row(EXAMPLE_COLUMNS + PROVENANCE_COLUMNS)
@@ -60,17 +46,17 @@ def normalize_record(record: RawRecord, *, source_file: str, max_chars: int) -> 
     if record.error is not None:
         row["error"] = record.error
         return row
-    value = record.value
-    if not isinstance(value, dict):
-        kind = _JSON_TYPE_NAMES.get(type(value), "a JSON number")
+    if not isinstance(record.value, dict):
+        kind = _JSON_TYPE_NAMES.get(type(record.value), "a JSON number")
         row["error"] = f"not_an_object: line {record.line} is {kind}, expected an object"
         return row
+    value = rename_columns(record.value, options.column_map)
     errors: list[str] = []
     for column, read in (
         ("id", _read_id),
         ("group_id", _read_group_id),
-        ("messages", _read_messages),
-        ("created_at", _read_created_at),
+        ("messages", lambda v: read_messages(v, options)),
+        ("tools", read_tools),
     ):
         try:
             found = read(value)
@@ -79,18 +65,81 @@ def normalize_record(record: RawRecord, *, source_file: str, max_chars: int) -> 
             continue
         if found is not None:
             row[column] = found
+    try:
+        _set_created_at(row, value, record.line, options)
+    except RowError as exc:
+        errors.append(str(exc))
     for key in PASSTHROUGH_KEYS:
         try:
-            row[key] = _optional_string(value, key)
+            row[key] = optional_string(value, key)
         except RowError as exc:
             errors.append(str(exc))
     if row["messages"] is not None:
-        total = sum(len(turn["content"]) for turn in row["messages"])
+        total = sum(len(turn["content"]) + len(turn["tool_calls"] or "") for turn in row["messages"])
         if total > max_chars:
             errors.append(f"oversize: {total} characters > data.max_chars {max_chars}")
     # one reason per row: the first problem found, in column order, is the one to fix first
     row["error"] = errors[0] if errors else None
     return row
+
+
+def _set_created_at(row: dict[str, Any], value: dict[str, Any], line: int, options: IngestOptions) -> None:
+    """The row's own time (``file``), or under ``data.missing_created_at: row_order`` one made from its
+    line (``row_order``) when it has none; a time that does not parse is an error, never replaced."""
+    key = next((k for k in TIME_KEYS if present(value, k)), None)
+    if key is not None:
+        try:
+            row["created_at"] = parse_timestamp(value[key], field=key)
+        except TimestampError as exc:
+            raise RowError(exc.reason, exc.detail) from None
+        row["created_at_source"] = "file"
+    elif options.missing_created_at == "row_order":
+        row["created_at"] = row_order_time(options, line)
+        row["created_at_source"] = "row_order"
+    else:
+        raise RowError(
+            "missing_field",
+            "'created_at' is missing (also looked for 'created_date' and 'timestamp'); the time-based split "
+            "needs it: add it, or set data.missing_created_at: row_order to use the order of the file",
+        )
+
+
+def row_order_time(options: IngestOptions, line: int) -> dt.datetime:
+    """The synthetic ``created_at`` of a row without one: ``data.row_order_start`` plus its line number
+    (1-based, see :class:`RawRecord`) in seconds, so the time split follows the order of the file."""
+    return options.start + dt.timedelta(seconds=line)
+
+
+def rename_columns(value: dict[str, Any], column_map: dict[str, str]) -> dict[str, Any]:
+    """The row with your column names (``data.columns``) replaced by the canonical ones: a mapped
+    canonical field is read from your column only."""
+    renames = {canonical: yours for canonical, yours in column_map.items() if canonical in ROW_FIELDS}
+    if not renames:
+        return value
+    renamed = {key: item for key, item in value.items() if key not in renames}
+    for canonical, yours in renames.items():
+        if yours in value:
+            renamed[canonical] = value[yours]
+    return renamed
+
+
+def created_at_sources(rows: list[dict[str, Any]]) -> Counter[str]:
+    """How many rows got their ``created_at`` from the file and how many from their place in it."""
+    return Counter(row["created_at_source"] for row in rows if row.get("created_at_source"))
+
+
+def mixed_created_at_warning(rows: list[dict[str, Any]]) -> str | None:
+    """A sentence for the person when some rows carry their own time and others got one from row order."""
+    counts = created_at_sources(rows)
+    if not (counts["file"] and counts["row_order"]):
+        return None
+    first = next(row["source_line"] for row in rows if row.get("created_at_source") == "row_order")
+    return (
+        f"{counts['row_order']} rows have no created_at (the first on line {first}) and were given one from "
+        f"their place in the file (data.row_order_start plus the line number in seconds), while "
+        f"{counts['file']} rows carry their own: the time split orders the two kinds against each other "
+        "by these times. Add created_at to every row, or set data.missing_created_at: reject."
+    )
 
 
 def mark_duplicate_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -121,14 +170,16 @@ def mark_duplicate_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
-def record_rows(record: RawRecord, *, source_file: str, max_chars: int) -> list[dict[str, Any]]:
+def record_rows(
+    record: RawRecord, *, source_file: str, max_chars: int, options: IngestOptions = DEFAULT_OPTIONS
+) -> list[dict[str, Any]]:
     """The rows of one record: the record itself, or one chat row per conversation of a message tree.
 
     A tree's rows keep a short ``raw`` (tree id and the path's message ids) instead of the whole tree
     each. A tree that cannot be walked, or that has no conversation left, is one row with ``error``.
     """
     if record.error is not None or not is_message_tree(record.value):
-        return [normalize_record(record, source_file=source_file, max_chars=max_chars)]
+        return [normalize_record(record, source_file=source_file, max_chars=max_chars, options=options)]
     try:
         conversations = expand_tree(record.value)
     except TreeError as exc:
@@ -140,6 +191,7 @@ def record_rows(record: RawRecord, *, source_file: str, max_chars: int) -> list[
                     RawRecord(record.line, row_to_raw({key: row[key] for key in AUDIT_KEYS}), row),
                     source_file=source_file,
                     max_chars=max_chars,
+                    options=options,
                 )
                 for row in conversations
             ]
@@ -149,15 +201,25 @@ def record_rows(record: RawRecord, *, source_file: str, max_chars: int) -> list[
         )
     return [
         normalize_record(
-            replace(record, value=None, error=error), source_file=source_file, max_chars=max_chars
+            replace(record, value=None, error=error),
+            source_file=source_file,
+            max_chars=max_chars,
+            options=options,
         )
     ]
 
 
-def normalize_file(path: Path, *, max_chars: int, source_file: str | None = None) -> list[dict[str, Any]]:
+def normalize_file(
+    path: Path,
+    *,
+    max_chars: int,
+    source_file: str | None = None,
+    options: IngestOptions = DEFAULT_OPTIONS,
+) -> list[dict[str, Any]]:
     """Read and normalize every row of ``path`` in file order; rows that fail carry ``error``.
 
-    ``source_file`` is what the rows record as their origin (default: ``path`` as given). Raises
+    ``source_file`` is what the rows record as their origin (default: ``path`` as given); ``options`` are
+    the column names, role names and timestamp policy of ``data`` (:class:`IngestOptions`). Raises
     :class:`IngestError` when the file holds no usable row at all.
     """
     _check_max_chars(max_chars)
@@ -167,7 +229,11 @@ def normalize_file(path: Path, *, max_chars: int, source_file: str | None = None
     if not records:
         raise IngestError(f"data.raw_path: {path} holds no rows; point data.raw_path at a file with examples")
     rows = mark_duplicate_ids(
-        [row for record in records for row in record_rows(record, source_file=name, max_chars=max_chars)]
+        [
+            row
+            for record in records
+            for row in record_rows(record, source_file=name, max_chars=max_chars, options=options)
+        ]
     )
     if all(row["error"] is not None for row in rows):
         reasons = Counter(row["error"].split(":", 1)[0] for row in rows)
@@ -188,138 +254,12 @@ def _check_max_chars(max_chars: int) -> None:
         )
 
 
-def _present(value: dict[str, Any], key: str) -> bool:
-    item = value.get(key)
-    return item is not None and not (isinstance(item, str) and not item.strip())
-
-
 def _read_id(value: dict[str, Any]) -> str | None:
-    key = next((k for k in ID_KEYS if _present(value, k)), None)
+    key = next((k for k in ID_KEYS if present(value, k)), None)
     if key is None:
         return None
-    return _id_string(value[key], key)
+    return id_string(value[key], key)
 
 
 def _read_group_id(value: dict[str, Any]) -> str | None:
-    return _id_string(value["group_id"], "group_id") if _present(value, "group_id") else None
-
-
-def _id_string(item: object, key: str) -> str:
-    if isinstance(item, bool) or not isinstance(item, str | int):
-        raise RowError("wrong_type", f"'{key}' must be a string or an integer, got {type(item).__name__}")
-    return str(item).strip()
-
-
-def _optional_string(value: dict[str, Any], key: str) -> str | None:
-    if not _present(value, key):
-        return None
-    item = value[key]
-    if not isinstance(item, str):
-        raise RowError("wrong_type", f"'{key}' must be a string, got {type(item).__name__}")
-    return item.strip()
-
-
-def _read_created_at(value: dict[str, Any]) -> dt.datetime:
-    key = next((k for k in TIME_KEYS if _present(value, k)), None)
-    if key is None:
-        raise RowError(
-            "missing_field",
-            "'created_at' is missing (also looked for 'created_date' and 'timestamp'); "
-            "the time-based split needs it",
-        )
-    try:
-        return parse_timestamp(value[key], field=key)
-    except TimestampError as exc:
-        raise RowError(exc.reason, exc.detail) from None
-
-
-def _read_messages(value: dict[str, Any]) -> list[dict[str, str]]:
-    # a null column is absent: Parquet files that mix both layouts have nulls in the other one's columns
-    chat_key = next((k for k in CHAT_KEYS if value.get(k) is not None), None)
-    if chat_key is not None:
-        return _chat_messages(value[chat_key], chat_key)
-    if any(value.get(k) is not None for k in ALPACA_KEYS):
-        return _alpaca_messages(value)
-    chat_key = next((k for k in CHAT_KEYS if k in value), None)
-    if chat_key is not None:
-        raise RowError("missing_field", f"'{chat_key}' is missing or empty")
-    if any(k in value for k in ALPACA_KEYS):
-        return _alpaca_messages(value)
-    keys = ", ".join(sorted(map(str, value))) or "none"
-    raise RowError(
-        "unknown_format",
-        f"row has neither 'messages' nor 'instruction'/'output' (its keys: {keys}); "
-        "use the alpaca or chat layout",
-    )
-
-
-def _alpaca_messages(value: dict[str, Any]) -> list[dict[str, str]]:
-    instruction = _required_text(value, "instruction")
-    extra = value.get("input")
-    if extra is not None and not isinstance(extra, str):
-        raise RowError("wrong_type", f"'input' must be a string, got {type(extra).__name__}")
-    output = _required_text(value, "output")
-    system = value.get("system")
-    if system is not None and not isinstance(system, str):
-        raise RowError("wrong_type", f"'system' must be a string, got {type(system).__name__}")
-    # the optional input is the material the instruction refers to; a blank line keeps them apart
-    prompt = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
-    messages = [{"role": "system", "content": system}] if system and system.strip() else []
-    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
-    return messages
-
-
-def _required_text(value: dict[str, Any], key: str) -> str:
-    item = value.get(key)
-    if item is None or (isinstance(item, str) and not item.strip()):
-        raise RowError("missing_field", f"'{key}' is missing or empty")
-    if not isinstance(item, str):
-        raise RowError("wrong_type", f"'{key}' must be a string, got {type(item).__name__}")
-    return item
-
-
-def _chat_messages(turns: object, key: str) -> list[dict[str, str]]:
-    if turns is None or (isinstance(turns, list) and not turns):
-        raise RowError("missing_field", f"'{key}' is missing or empty")
-    if not isinstance(turns, list):
-        raise RowError("wrong_type", f"'{key}' must be a list of turns, got {type(turns).__name__}")
-    messages = [_turn(turn, number, key) for number, turn in enumerate(turns, start=1)]
-    roles = [m["role"] for m in messages]
-    if "system" in roles[1:]:
-        number = roles.index("system", 1) + 1
-        raise RowError(
-            "bad_role", f"'{key}' turn {number} is a system turn; only the first turn may be system"
-        )
-    if "user" not in roles or "assistant" not in roles:
-        raise RowError(
-            "bad_structure", f"'{key}' needs at least one user and one assistant turn, got {roles}"
-        )
-    if roles[-1] != "assistant":
-        raise RowError(
-            "bad_structure", f"'{key}' must end with an assistant turn, the last one is {roles[-1]}"
-        )
-    return messages
-
-
-def _turn(turn: object, number: int, key: str) -> dict[str, str]:
-    if not isinstance(turn, dict):
-        raise RowError(
-            "wrong_type",
-            f"'{key}' turn {number} must be an object with role and content, got {type(turn).__name__}",
-        )
-    # ShareGPT exports spell the pair {from, value}
-    role = turn.get("role", turn.get("from"))
-    content = turn.get("content", turn.get("value"))
-    canonical = ROLE_ALIASES.get(role.strip().lower()) if isinstance(role, str) else None
-    if canonical is None:
-        raise RowError(
-            "bad_role",
-            f"'{key}' turn {number} has role {role!r}; use system, user or assistant (or an alias)",
-        )
-    if content is None or (isinstance(content, str) and not content.strip()):
-        raise RowError("empty_content", f"'{key}' turn {number} ({canonical}) has no content")
-    if not isinstance(content, str):
-        raise RowError(
-            "wrong_type", f"'{key}' turn {number} content must be a string, got {type(content).__name__}"
-        )
-    return {"role": canonical, "content": content}
+    return id_string(value["group_id"], "group_id") if present(value, "group_id") else None

@@ -1,20 +1,24 @@
 """Read a raw dataset file into records, one per row, without interpreting the row.
 
-A record keeps the original text of its row and where it was found, so a row that cannot be parsed still
-reaches ``rejected_examples`` with its line number instead of vanishing. Only problems with the file as a
-whole (missing, unsupported format, unreadable) raise :class:`IngestError`.
+Formats: JSONL, JSON (a list of rows, or one under ``data``/``examples``/``rows``), Parquet, CSV (see
+:mod:`assets.ingest.csv_rows`), and a directory written by Hugging Face ``Dataset.save_to_disk`` or
+``DatasetDict.save_to_disk`` (read with ``datasets.load_from_disk``; the splits of a DatasetDict one after
+the other, in their saved order). A record keeps the original text of its row and where it was found, so a
+row that cannot be parsed still reaches ``rejected_examples`` with its line number instead of vanishing.
+Only problems with the file as a whole (missing, unsupported format, unreadable) raise
+:class:`IngestError`.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assets.ingest.csv_rows import csv_records
 from assets.shared.errors import InputError
 
 SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
@@ -22,7 +26,9 @@ SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
 JSON_WRAPPER_KEYS = ("data", "examples", "rows")
 # CSV cells in these columns hold a JSON list of turns.
 CSV_JSON_COLUMNS = ("messages", "conversations")
-_HINT = "use .jsonl, .json, .parquet or .csv"
+_HINT = "use .jsonl, .json, .parquet or .csv, or a directory written by Dataset.save_to_disk"
+# Files that mark a directory written by Dataset.save_to_disk or DatasetDict.save_to_disk.
+SAVED_DATASET_MARKERS = ("state.json", "dataset_info.json", "dataset_dict.json")
 
 
 class IngestError(InputError):
@@ -33,8 +39,9 @@ class IngestError(InputError):
 class RawRecord:
     """One row of the input file, before normalization.
 
-    ``line`` is 1-based: the line number for JSONL, the row's index for JSON, the row number for Parquet,
-    and the row number counting the header as row 1 for CSV. ``value`` is the parsed row, or None when it
+    ``line`` is 1-based: the line number for JSONL, the row's index for JSON, Parquet and a saved
+    dataset, and for CSV the line the row starts on (the header is line 1; a quoted cell may span lines,
+    so a row's line is not its count of rows). ``value`` is the parsed row, or None when it
     could not be parsed, in which case ``error`` says why.
     """
 
@@ -45,8 +52,16 @@ class RawRecord:
 
 
 def read_records(path: Path) -> list[RawRecord]:
-    """Read every row of ``path`` (JSONL, JSON, Parquet or CSV, chosen by suffix) in file order."""
+    """Read every row of ``path`` (JSONL, JSON, Parquet or CSV, chosen by suffix, or a directory written
+    by ``save_to_disk``) in file order."""
     path = Path(path)
+    if path.is_dir():
+        if any((path / marker).is_file() for marker in SAVED_DATASET_MARKERS):
+            return _read_saved_dataset(path)
+        raise IngestError(
+            f"data.raw_path: {path} is not a file, nor a dataset written by Dataset.save_to_disk (it has "
+            f"no {' or '.join(SAVED_DATASET_MARKERS)}); point it at one file or at such a directory"
+        )
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         shown = suffix or "(no suffix)"
@@ -149,24 +164,36 @@ def _read_parquet(path: Path) -> list[RawRecord]:
     return [RawRecord(index, row_to_raw(row), row) for index, row in enumerate(rows, start=1)]
 
 
-def _read_csv(path: Path, text: str) -> list[RawRecord]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _read_saved_dataset(path: Path) -> list[RawRecord]:
+    from datasets import Dataset, DatasetDict, load_from_disk
+
     try:
-        header = next(reader, None)
-        if header is None:
-            return []
-        records = []
-        # the header is row 1, so the first data row is row 2
-        for number, cells in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in cells):
-                continue
-            records.append(_csv_record(number, header, cells))
+        loaded = load_from_disk(str(path))
+    except (OSError, ValueError, KeyError) as exc:
+        raise IngestError(
+            f"data.raw_path: {path} looks like a dataset written by save_to_disk but cannot be loaded "
+            f"({exc}); save it again, or export it as .jsonl"
+        ) from exc
+    parts = list(loaded.values()) if isinstance(loaded, DatasetDict) else [loaded]
+    rows = [row for part in parts if isinstance(part, Dataset) for row in part.to_list()]
+    return [RawRecord(index, row_to_raw(row), row) for index, row in enumerate(rows, start=1)]
+
+
+def _read_csv(path: Path, text: str) -> list[RawRecord]:
+    try:
+        header, records = csv_records(text)
     except csv.Error as exc:
         raise IngestError(
-            f"data.raw_path: {path} is not readable as CSV (row {reader.line_num}: {exc}); "
-            "check its quoting, or use .jsonl"
+            f"data.raw_path: {path} is not readable as CSV ({exc}); check its quoting, or use .jsonl"
         ) from exc
-    return records
+    if header is None:
+        return []
+    return [
+        _csv_record(record.line, header, record.cells)
+        if record.cells is not None
+        else RawRecord(record.line, record.text, None, record.error)
+        for record in records
+    ]
 
 
 def _csv_record(number: int, header: list[str], cells: list[str]) -> RawRecord:

@@ -160,7 +160,8 @@ def encode_messages(
 def tokenize_conversation(
     tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], *, max_seq_length: int
 ) -> dict[str, list[int]]:
-    """``input_ids``, ``attention_mask`` and ``labels`` (assistant tokens only), cut to ``max_seq_length``.
+    """``input_ids``, ``attention_mask`` and ``labels`` (assistant tokens only, of turns whose ``weight``
+    is not 0), cut to ``max_seq_length``.
 
     Special-token text inside a message is encoded as text (:func:`encode_rendered`).
     """
@@ -170,6 +171,10 @@ def tokenize_conversation(
             "offsets. Use a model directory that has a tokenizer.json."
         )
     text, spans = assistant_spans(tokenizer, messages)
+    # A turn with weight 0 is context, not a target (LLaMA-Factory's and axolotl's per-turn weight);
+    # any other weight trains the turn as usual: fractional loss weights are not applied.
+    weights = [m.get("weight") for m in messages if m["role"] == "assistant"]
+    spans = [span for span, weight in zip(spans, weights, strict=True) if weight is None or weight > 0]
     # The template already wrote BOS and other special tokens as text.
     all_ids, all_offsets = encode_rendered(tokenizer, text, content_spans(text, messages))
     input_ids = all_ids[:max_seq_length]

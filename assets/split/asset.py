@@ -22,9 +22,10 @@ from resources.storage import StorageResource
 
 SplitConfig = stage_config("split")
 _DESCRIPTIONS = {
-    "train_split": "Examples older than the validation cutoff, with every back-translated paraphrase.",
+    "train_split": "Examples older than the validation cutoff (less the embargo gap), with every "
+    "back-translated paraphrase.",
     "validation_split": "Examples between the validation and test cutoffs; original rows only.",
-    "test_split": "The newest examples, after the test cutoff; original rows only.",
+    "test_split": "The newest examples, from the test cutoff on; original rows only.",
 }
 
 
@@ -64,14 +65,22 @@ def split(
     parts = {"train_split": result.train, "validation_split": result.validation, "test_split": result.test}
     datasets = {key: to_dataset(rows, example_features()) for key, rows in parts.items()}
     artifact_store(storage).write_datasets(datasets)
+    log = dg.get_dagster_logger()
+    for warning in result.warnings:
+        log.warning(f"split: {warning}")
+    warnings = dg.MetadataValue.md("\n".join(f"- {warning}" for warning in result.warnings) or "none")
     outputs = {}
     for key, rows in parts.items():
-        dataset = datasets[key]
         outputs[key] = {
-            **dataset_metadata(dataset),
+            **dataset_metadata(datasets[key]),
+            **result.summary[key.removesuffix("_split")],
             "augmented_rows": sum(1 for r in rows if r.get("augmented_from")),
             "validation_start": result.validation_start.isoformat(),
             "test_start": result.test_start.isoformat(),
+            "groups_per_split": dg.MetadataValue.json(result.groups),
+            "near_duplicate_groups_joined": result.near_duplicate_joins,
+            "warning_count": len(result.warnings),
+            "warnings": warnings,
         }
     outputs["train_split"]["augmented_dropped_from_eval_groups"] = result.dropped_augmented
     yield from record_stage(context, config, storage, dvc, outputs, stopwatch)
@@ -84,8 +93,8 @@ def split(
         "test_split": dg.AssetIn("test_split"),
     },
     blocking=True,
-    description="No id, group or conversation in two splits; validation and test newer than train; "
-    "paraphrases only in train.",
+    description="No id, group, conversation or near-duplicate conversation in two splits; validation and "
+    "test newer than train; paraphrases only in train.",
 )
 def split_leakage(
     train_split: Dataset, validation_split: Dataset, test_split: Dataset

@@ -1,8 +1,10 @@
 """Leakage checks between the train, validation and test splits.
 
-Leakage makes evaluation numbers lie: the same example (by id or by normalized text) or the same group in
-two splits, evaluation data that is not newer than the training data, or a machine-made paraphrase used
-for evaluation. :func:`find_leaks` lists every such problem in words; an empty list means none.
+Leakage makes evaluation numbers lie: the same example (by id or by normalized text), a near duplicate
+(:mod:`assets.split.neardup`: character 5-gram Jaccard, same numbers) or the same group in two splits,
+evaluation data that is not newer than the training data, or a machine-made paraphrase used for
+evaluation. :func:`find_leaks` lists every such problem in words, naming the rows; an empty list means
+none.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from assets.shared.groups import conversation_key, group_rows
+from assets.shared.groups import conversation_key
 from assets.shared.timestamps import row_time
+from assets.split.neardup import NEAR_DUPLICATE_JACCARD, SHINGLE_CHARS, LinkedGroups, link_groups
 
 _ORDER = ("train", "validation", "test")
 
@@ -39,15 +42,30 @@ def _shared(
     return problems
 
 
-def _temporal(splits: dict[str, list[dict[str, Any]]]) -> list[str]:
+def _near_duplicates(
+    rows: list[dict[str, Any]], names: list[str], texts: list[str], linked: LinkedGroups
+) -> list[str]:
+    """One problem per near-duplicate pair in two splits, naming both rows; exact copies are left to the
+    conversation-text check."""
+    problems = []
+    for pair in linked.pairs:
+        first, second = rows[pair.first], rows[pair.second]
+        if names[pair.first] == names[pair.second] or texts[pair.first] == texts[pair.second]:
+            continue
+        problems.append(
+            f"near duplicates: {names[pair.second]} row {second['id']!r} and {names[pair.first]} row "
+            f"{first['id']!r} (Jaccard {pair.jaccard:.2f} of character {SHINGLE_CHARS}-grams, at least "
+            f"{NEAR_DUPLICATE_JACCARD})"
+        )
+    return problems
+
+
+def _temporal(rows: list[dict[str, Any]], names: list[str], groups: list[int]) -> list[str]:
     """Each validation group must be newer than all of train, each test group newer than all of validation.
 
-    A group's time is its latest row, as in the split; an old row inside a new group is fine, because the
-    group moves as a whole.
+    A group's time is its latest row, with the split's groups (near duplicates included); an old row
+    inside a new group is fine, because the group moves as a whole.
     """
-    rows = [row for name in _ORDER for row in splits[name]]
-    names = [name for name in _ORDER for _ in splits[name]]
-    groups = group_rows(rows)
     group_time: dict[int, datetime] = {}
     for group, row in zip(groups, rows, strict=True):
         group_time[group] = max(row_time(row), group_time.get(group, row_time(row)))
@@ -74,7 +92,12 @@ def find_leaks(
     problems = _shared(splits, "id {key!r}", lambda row: row["id"])
     problems += _shared(splits, "group_id {key!r}", lambda row: row.get("group_id"))
     problems += _shared(splits, "the same conversation text", lambda row: conversation_key(row["messages"]))
-    problems += _temporal(splits)
+    rows = [row for name in _ORDER for row in splits[name]]
+    names = [name for name in _ORDER for _ in splits[name]]
+    texts = [conversation_key(row["messages"]) for row in rows]
+    linked = link_groups(rows, texts)
+    problems += _near_duplicates(rows, names, texts, linked)
+    problems += _temporal(rows, names, linked.groups)
     for name in ("validation", "test"):
         problems += [
             f"augmented row {row['id']!r} (from {row['augmented_from']!r}) is in {name}; "

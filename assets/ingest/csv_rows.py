@@ -1,0 +1,189 @@
+"""CSV rows, with multi-line quoted cells, and a quote left open isolated to its own row.
+
+Quoted cells may hold commas, doubled quotes and line breaks (LF or CRLF), read exactly. A quote that is
+opened and never closed would otherwise swallow the rows after it into one cell. A record whose quoted
+cell spans lines is taken as broken by such a quote when
+
+- it has another number of cells than the header, or
+- its quote is still open at the end of the file, or
+- its first line, cut at the line end, has fewer cells than the header and one of the lines it swallowed
+  reads on its own as a complete row (as many cells as the header, no quote left open).
+
+The broken record then ends before the first swallowed line that reads as a complete row: it becomes one
+``malformed_csv`` record naming the line and column of the unclosed quote, and reading goes on from that
+line. A legitimate multi-line cell whose lines look like complete rows (a cell holding CSV text with as
+many fields as the header, opened before the last column) is misread by the last rule: write such cells
+as JSONL instead. Framework-free.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+# States of the quote scanner (the default dialect: comma, double quote, "" for a quote inside quotes).
+_FIELD_START, _UNQUOTED, _QUOTED, _QUOTE_IN_QUOTED = range(4)
+
+
+@dataclass(frozen=True)
+class CsvRecord:
+    """One record of a CSV text: the 1-based physical line it starts on, its original text, and its cells,
+    or None with ``error`` when it is malformed."""
+
+    line: int
+    text: str
+    cells: list[str] | None
+    error: str | None = None
+
+
+class _Lines:
+    """The physical lines of a text, fed to :func:`csv.reader` one by one, with a position one can move:
+    the reader keeps no state between records, so reading may go on from any line."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.position = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self.position >= len(self.lines):
+            raise StopIteration
+        self.position += 1
+        return self.lines[self.position - 1]
+
+
+def physical_lines(text: str) -> list[str]:
+    """The lines of ``text`` with their line ends; only LF ends a line (a CR before it belongs to it)."""
+    lines = text.split("\n")
+    result = [line + "\n" for line in lines[:-1]]
+    if lines[-1]:
+        result.append(lines[-1])
+    return result
+
+
+def csv_records(text: str) -> tuple[list[str] | None, list[CsvRecord]]:
+    """The header and every non-blank record of ``text`` in order. Raises :class:`csv.Error` only for
+    what no isolation can fix (a cell over the csv module's field size limit)."""
+    lines = physical_lines(text)
+    source = _Lines(lines)
+    reader = csv.reader(source)
+    header: list[str] | None = None
+    records: list[CsvRecord] = []
+    while True:
+        start = source.position
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise csv.Error(f"line {start + 1}: {exc}") from exc
+        end = source.position
+        if not any(cell.strip() for cell in cells):
+            continue
+        if header is None:
+            header = cells
+            continue
+        span = lines[start:end]
+        # a record on one line can hold an open quote only at the end of the file
+        if len(span) > 1 or (end == len(lines) and _scan(span)[0] == _QUOTED):
+            broken = _isolate_open_quote(span, cells, len(header), header, start)
+            if broken is not None:
+                record, resume = broken
+                records.append(record)
+                source.position = start + resume
+                continue
+        records.append(CsvRecord(start + 1, _strip_end("".join(span)), cells))
+    return header, records
+
+
+def _isolate_open_quote(
+    span: list[str], cells: list[str], width: int, header: list[str], start: int
+) -> tuple[CsvRecord, int] | None:
+    """The broken record and the offset in ``span`` to read on from, when an unclosed quote made
+    ``span`` one record; None when the multi-line record looks sound."""
+    resume = next((i for i in range(1, len(span)) if _complete_row(span[i], width)), None)
+    open_at_end = _scan(span)[0] == _QUOTED
+    suspect = len(cells) != width or open_at_end or (resume is not None and _cells_on_line(span[0]) < width)
+    if not suspect:
+        return None
+    taken = span[:resume] if resume is not None else span
+    line_offset, field = _open_quote(taken)
+    column = f"'{header[field]}'" if field < len(header) else f"number {field + 1}"
+    quote_line = start + line_offset + 1
+    if resume is not None:
+        kept = f"line {start + 1} was" if resume == 1 else f"lines {start + 1}-{start + resume} were"
+        detail = (
+            f"line {quote_line}: the quote that opens cell {column} is never closed, so the cell ran on into "
+            f"line {start + resume + 1}, which reads as a row of its own; {kept} set aside as this row and "
+            f"reading went on from line {start + resume + 1}"
+        )
+    elif open_at_end:
+        detail = (
+            f"line {quote_line}: the quote that opens cell {column} is never closed; it ran to the end of "
+            f"the file (line {start + len(span)})"
+        )
+    else:
+        detail = (
+            f"line {quote_line}: the quoted cell {column} runs over lines {start + 1}-{start + len(span)} "
+            f"and leaves the row with {len(cells)} cells, header has {width}; a quote is probably not closed"
+        )
+    error = f'malformed_csv: {detail}. Close the quote, or write a quote inside a cell as two ("")'
+    return CsvRecord(start + 1, _strip_end("".join(taken)), None, error), resume or len(span)
+
+
+def _complete_row(line: str, width: int) -> bool:
+    """Whether one physical line reads as a whole row: ``width`` cells and no quote left open."""
+    state, fields, _ = _scan([line])
+    return state != _QUOTED and fields == width and bool(line.strip())
+
+
+def _cells_on_line(line: str) -> int:
+    """How many cells a line starts, counting a quoted cell left open at its end as one."""
+    return _scan([line])[1]
+
+
+def _open_quote(lines: list[str]) -> tuple[int, int]:
+    """Where the last quoted cell that runs past a line end of ``lines`` opens: (index in ``lines``,
+    field index); the first cell of the first line when none does."""
+    return _scan(lines)[2]
+
+
+def _scan(lines: list[str]) -> tuple[int, int, tuple[int, int]]:
+    """The quote state after ``lines`` (the last one without its line end), the number of cells, and
+    where the last quoted cell still open at a line end opened (see :func:`_open_quote`)."""
+    state, field, opened, crossing = _FIELD_START, 0, (0, 0), (0, 0)
+    for index, line in enumerate(lines):
+        for char in _strip_end(line):
+            state, field, opened = _step(state, field, opened, char, index)
+        if state == _QUOTED:
+            crossing = opened
+        if index < len(lines) - 1:
+            # the line end itself: inside quotes it is text of the cell
+            for char in line[len(_strip_end(line)) :]:
+                state, field, opened = _step(state, field, opened, char, index)
+    return state, field + 1, crossing
+
+
+def _step(
+    state: int, field: int, opened: tuple[int, int], char: str, index: int
+) -> tuple[int, int, tuple[int, int]]:
+    """One character of the csv module's non-strict parse: only the quote state and the cell count."""
+    if state == _QUOTED:
+        return (_QUOTE_IN_QUOTED if char == '"' else _QUOTED), field, opened
+    if state == _QUOTE_IN_QUOTED and char == '"':
+        return _QUOTED, field, opened
+    if char == ",":
+        return _FIELD_START, field + 1, opened
+    if char in "\r\n":
+        # a line end outside quotes ends the record; only the last line of a span can have one
+        return _FIELD_START, field, opened
+    if state == _FIELD_START and char == '"':
+        return _QUOTED, field, (index, field)
+    return _UNQUOTED, field, opened
+
+
+def _strip_end(text: str) -> str:
+    return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
