@@ -76,7 +76,8 @@ STAGES: tuple[Stage, ...] = (
             Output("clean_examples", "data/clean_examples.parquet", "dataset", "example"),
             Output("rejected_examples", "data/rejected_examples.parquet", "dataset", "rejected"),
         ),
-        ("clean",),
+        # Rows longer than training's sequence length are rejected here, with a reason.
+        ("clean", "train.max_seq_length"),
     ),
     Stage(
         "augmented_examples",

@@ -181,8 +181,9 @@ def test_raw_examples(tmp_path: Path, file: str, config: dict[str, Any], words: 
     assert not store_at(tmp_path).path("raw_examples").exists()
 
 
-def test_clean_bad_setting(tmp_path: Path) -> None:
+def test_clean_bad_setting(tmp_path: Path, tiny_base: Path) -> None:
     write_examples(tmp_path, "raw_examples", example_rows(4))
+    write_base(tmp_path, tiny_base)
     result = materialize(tmp_path, ["clean_examples", "rejected_examples"], {"near_dup_threshold": 2.0})
     description = failure_description(result, "clean")
     assert_says(description, "near_dup_threshold", "2.0", "params.yaml")

@@ -150,17 +150,18 @@ def _round_trip(
 def _paraphrase_row(
     row: dict[str, Any], paraphrases: dict[str, str], settings: AugmentSettings
 ) -> tuple[list[dict[str, str]] | None, str | None]:
-    """The row's messages with chosen turns paraphrased, or ``None`` and the first failing turn's reason."""
+    """The row's messages with chosen turns paraphrased, or ``None`` and the first failing turn's reason.
+    Every other field of a turn (its weight, its tool calls) is kept as it is."""
     messages: list[dict[str, str]] = []
     for message in row["messages"]:
-        if message["role"] not in settings.turns:
-            messages.append({"role": message["role"], "content": message["content"]})
+        if message["role"] not in settings.turns or not message["content"]:
+            messages.append(dict(message))
             continue
         paraphrase = paraphrases[message["content"]]
         reason = judge_paraphrase(message["content"], paraphrase, settings)
         if reason is not None:
             return None, reason
-        messages.append({"role": message["role"], "content": paraphrase})
+        messages.append({**message, "content": paraphrase})
     return messages, None
 
 

@@ -2,6 +2,7 @@
 
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 
@@ -18,6 +19,7 @@ from assets.publishing import (
 )
 from assets.types import Dataset
 from resources.dvc import DvcResource
+from resources.models import ModelLoader
 from resources.storage import StorageResource
 
 CleanConfig = stage_config("clean")
@@ -30,7 +32,8 @@ CleanConfig = stage_config("clean")
     specs=[
         dg.AssetSpec(
             "clean_examples",
-            deps=["raw_examples"],
+            # The base model's tokenizer and chat template decide what can be trained on.
+            deps=["raw_examples", "base_model"],
             description="Raw rows that passed validation, exact and near-duplicate removal and the "
             "cleanlab pass (near duplicates, outliers on embeddings): the training pool. Their text is "
             "cleaned of invisible and control characters and PII is replaced by typed placeholders.",
@@ -38,7 +41,7 @@ CleanConfig = stage_config("clean")
         ),
         dg.AssetSpec(
             "rejected_examples",
-            deps=["raw_examples"],
+            deps=["raw_examples", "base_model"],
             description="Every raw row that was not kept, with the `stage` that rejected it, a `reason` "
             "code, a readable `detail` and, for duplicates, the id it duplicates (`duplicate_of`).",
             kinds={"parquet", "dvc"},
@@ -51,14 +54,20 @@ def clean(
     context: dg.AssetExecutionContext,
     config: CleanConfig,
     raw_examples: Dataset,
+    base_model: Path,
     storage: StorageResource,
     dvc: DvcResource,
+    models: ModelLoader,
 ) -> Iterator[dg.MaterializeResult]:
     from assets.clean.pipeline import CleanSettings, clean_rows
+    from assets.clean.token_checks import token_check_step
     from assets.shared.schema import example_features, rejected_features, to_dataset
 
     stopwatch = Stopwatch()
-    result = clean_rows(raw_examples.to_list(), stage_settings(CleanSettings, config.model_dump()))
+    settings = stage_settings(CleanSettings, config.model_dump())
+    # Rows are checked with the tokenizer and chat template training will use (train.max_seq_length).
+    token_check = token_check_step(models.tokenizer(base_model), config.max_seq_length)
+    result = clean_rows(raw_examples.to_list(), settings, token_check=token_check)
     kept = to_dataset(result.kept, example_features())
     rejected = to_dataset(result.rejected, rejected_features())
     store = artifact_store(storage)

@@ -163,13 +163,17 @@ class CleanResult:
     step_counts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def default_steps(settings: CleanSettings, *, now: datetime | None = None) -> list[Step]:
+def default_steps(
+    settings: CleanSettings, *, now: datetime | None = None, token_check: Step | None = None
+) -> list[Step]:
     """The cleaning steps in order. Cheap, exact checks run first so the costly ones see fewer rows.
 
     Text hygiene runs before validation, which then rejects what it could not repair (NUL, U+FFFD);
     redaction runs before anything is compared or kept; future timestamps go before dedup, so that a
     rejected row is never the kept copy of a duplicate. ``now`` (default: the clock) only matters for
-    :func:`future_reference` when ``clean.reference_time`` is null.
+    :func:`future_reference` when ``clean.reference_time`` is null. ``token_check`` is the base model's
+    token-aware step (assets/clean/token_checks.py); it goes before dedup, so that a row the model cannot
+    be trained on is never the kept copy of a duplicate.
     """
     filters = row_filters(min_response_chars=settings.min_response_chars)
     hygiene: list[Step] = []
@@ -196,6 +200,7 @@ def default_steps(settings: CleanSettings, *, now: datetime | None = None) -> li
         FilterStep("validate", find_reused_ids, name="unique_ids"),
         *redaction,
         *freshness,
+        *([token_check] if token_check is not None else []),
         FilterStep("dedup_exact", exact_duplicates),
         FilterStep("dedup_prefix", prefix_duplicates),
         FilterStep("dedup_near", partial(near_duplicates, settings=settings)),
@@ -203,9 +208,12 @@ def default_steps(settings: CleanSettings, *, now: datetime | None = None) -> li
     ]
 
 
-def clean_rows(rows: list[dict[str, Any]], settings: CleanSettings) -> CleanResult:
-    """Split raw rows into clean examples and rejected rows, deterministically and in file order."""
-    result = run_steps(rows, default_steps(settings))
+def clean_rows(
+    rows: list[dict[str, Any]], settings: CleanSettings, *, token_check: Step | None = None
+) -> CleanResult:
+    """Split raw rows into clean examples and rejected rows, deterministically and in file order.
+    ``token_check``: see :func:`default_steps`."""
+    result = run_steps(rows, default_steps(settings, token_check=token_check))
     rejected, counts = result.rejected, result.counts
     if settings.pii_redaction:
         # rejected_examples is a versioned output too: its raw input text and the messages of rows
