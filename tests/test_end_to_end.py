@@ -28,7 +28,7 @@ OVERRIDES = {
         "min_length_ratio": 0.01,
         "max_length_ratio": 100.0,
     },
-    "train": {"epochs": 1, "max_steps": 12, "batch_size": 8, "max_seq_length": 128},
+    "train": {"epochs": 1, "max_steps": 12, "batch_size": 8, "max_seq_length": 256},
     "evaluate": {"max_examples": 6, "max_new_tokens": 8},
 }
 
