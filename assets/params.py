@@ -33,19 +33,32 @@ class ParamsError(ValueError):
 
 
 class _ParamsLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` with exponent floats read as floats and dates and times kept as ISO-8601 text.
-
-    An unquoted `2025-07-01` is a YAML timestamp; a date is no Dagster config type, so it would break every
-    generated Config class. Only plain scalars are affected: a quoted "2e-4" stays a string.
+    """``yaml.safe_load`` with exponent floats read as floats, and two things DVC cannot read refused
+    with the line to fix: an unquoted date or time (a YAML timestamp: DVC fails on it when it records a
+    stage, after the stage's outputs were written) and a key given twice in one mapping (PyYAML keeps
+    the last silently; DVC calls the file corrupt). Only plain scalars are affected: "2e-4" stays text.
     """
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise ParamsError(f"params.yaml line {line}: '{key}' is given twice; keep one of them.")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
-def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
-    return loader.construct_yaml_timestamp(node).isoformat()
+
+def _refuse_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    raise ParamsError(
+        f"params.yaml line {node.start_mark.line + 1}: {node.value} is an unquoted date; DVC cannot record "
+        f"it. Quote it: '{node.value}'."
+    )
 
 
 _ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
-_ParamsLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+_ParamsLoader.add_constructor("tag:yaml.org,2002:timestamp", _refuse_timestamp)
 
 
 def load_params(root: Path = PROJECT_ROOT) -> dict[str, dict[str, Any]]:

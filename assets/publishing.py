@@ -209,6 +209,19 @@ def user_errors(stage_name: str) -> Iterator[None]:
         raise fail(f"{stage_name}: {exc}") from None
 
 
+def refuse_stale_adapter(stage_name: str, record: Any, store: ArtifactStore) -> None:
+    """Fail when the adapter was trained from another base or other splits than those on disk now: it
+    would be scored on rows it trained on, or registered with a lineage it does not have."""
+    from assets.shared.training_record import stale_inputs
+
+    stale = stale_inputs(record, {key: store.md5(key) for key in record.inputs})
+    if stale:
+        raise fail(
+            f"{stage_name}: the adapter is out of date ({'; '.join(stale)}): materialize adapter first "
+            "(or the whole job), so it is trained on the current data."
+        )
+
+
 def stage_settings(cls: type[T], values: dict[str, Any]) -> T:
     """A logic module's settings from a stage's Config; a bad value fails the asset with the
     validation message (which names the field) instead of a traceback."""

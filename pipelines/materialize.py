@@ -35,8 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     ensure_dagster_home()
     import dagster as dg
 
-    from pipelines.automation import FULL_JOB
-    from pipelines.definitions import defs
+    from assets.params import ParamsError
+
+    try:
+        from pipelines.automation import FULL_JOB
+        from pipelines.definitions import defs
+    except ParamsError as exc:  # the definitions read params.yaml when they load
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     instance = dg.DagsterInstance.get()
     # Step-level progress is enough on a terminal; the UI keeps the full debug log of every run.
@@ -74,7 +80,11 @@ def report_failure(result: Any) -> None:
             for text in details.values():
                 print(f"{text}", file=sys.stderr)
         elif event.is_failure and event.step_key:
-            print(f"step {event.step_key} failed: {event.message}", file=sys.stderr)
+            # A Failure's description is the message for the user; other errors keep Dagster's text.
+            data = getattr(event, "event_specific_data", None)
+            failure = getattr(data, "user_failure_data", None)
+            message = failure.description if failure is not None and failure.description else event.message
+            print(f"step {event.step_key} failed: {message}", file=sys.stderr)
     print(
         f"run {result.run_id} failed; open the run in the Dagster UI (make ui) for details.", file=sys.stderr
     )

@@ -273,6 +273,22 @@ def test_evaluation_report_on_an_empty_test_split(tmp_path: Path, tiny_base: Pat
     assert_says(description, "test_split is empty", "split.test_fraction", "materialize split")
 
 
+def test_evaluation_report_refuses_an_adapter_trained_on_other_data(tmp_path: Path, tiny_base: Path) -> None:
+    # The splits were re-made after training: scoring now would use rows the adapter trained on.
+    from assets.shared.training_record import read_training_record
+
+    write_base(tmp_path, tiny_base)
+    adapter = write_adapter(tmp_path)
+    write_examples(tmp_path, "test_split", example_rows(3))
+    write_examples(tmp_path, "train_split", example_rows(5))
+    record = read_training_record(adapter)
+    store = store_at(tmp_path)
+    inputs = {"base_model": store.md5("base_model"), "train_split": "0" * 32}
+    type(record)(**{**record.__dict__, "inputs": inputs}).write(adapter)
+    description = failure_description(materialize(tmp_path, ["evaluation_report"]), "evaluation_report")
+    assert_says(description, "out of date", "train_split is now", "materialize adapter first")
+
+
 def test_evaluation_report_on_a_test_row_without_answer(tmp_path: Path, tiny_base: Path) -> None:
     write_base(tmp_path, tiny_base)
     write_adapter(tmp_path)

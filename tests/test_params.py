@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -64,27 +65,39 @@ def params_root(tmp_path: Path, old: str, new: str) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("line", "expected"),
+    "line",
     [
-        ("validation_start: 2025-07-01", "2025-07-01"),
-        ("validation_start: 2025-07-01 10:30:00", "2025-07-01T10:30:00"),
-        ("validation_start: 2025-07-01T10:30:00Z", "2025-07-01T10:30:00+00:00"),
-        ("validation_start: 2025-07-01T10:30:00+02:00", "2025-07-01T10:30:00+02:00"),
-        ("validation_start: '2025-07-01'", "2025-07-01"),
+        "validation_start: 2025-07-01",
+        "validation_start: 2025-07-01 10:30:00",
+        "validation_start: 2025-07-01T10:30:00Z",
+        "validation_start: 2025-07-01T10:30:00+02:00",
     ],
 )
-def test_unquoted_dates_become_iso_strings_and_config_classes_still_build(
-    tmp_path: Path, line: str, expected: str
-) -> None:
+def test_an_unquoted_date_is_refused_with_the_line_and_the_fix(tmp_path: Path, line: str) -> None:
+    # DVC fails on YAML timestamps when it records a stage, after the outputs are written: refuse early.
+    root = params_root(tmp_path, "validation_start: null", line)
+    value = line.split(": ", 1)[1]
+    with pytest.raises(ParamsError, match=rf"line \d+: .* unquoted date.*Quote it: '{re.escape(value)}'"):
+        load_params(root)
+
+
+def test_a_quoted_date_is_a_setting_and_config_classes_still_build(tmp_path: Path) -> None:
     from assets.shared.timestamps import parse_cutoff
 
-    root = params_root(tmp_path, "validation_start: null", line)
-    assert section("split", root)["validation_start"] == expected
+    root = params_root(tmp_path, "validation_start: null", "validation_start: '2025-07-01'")
+    assert section("split", root)["validation_start"] == "2025-07-01"
     cls = config_class("split", dg.Config, root)
-    # Dagster turns the class into a config schema when an asset declares it: a date field fails there.
     cls.to_config_schema()
-    assert cls().validation_start == expected
-    assert parse_cutoff(expected, "split.validation_start") is not None
+    assert cls().validation_start == "2025-07-01"
+    assert parse_cutoff("2025-07-01", "split.validation_start") is not None
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    root = params_root(
+        tmp_path, "  learning_rate: 0.002\n", "  learning_rate: 0.002\n  learning_rate: 0.004\n"
+    )
+    with pytest.raises(ParamsError, match=r"line \d+: 'learning_rate' is given twice"):
+        load_params(root)
 
 
 @pytest.mark.parametrize(

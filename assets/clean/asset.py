@@ -23,6 +23,7 @@ from resources.models import ModelLoader
 from resources.storage import StorageResource
 
 CleanConfig = stage_config("clean")
+FINDINGS = ("near_duplicate_clusters", "cleanlab_outliers", "special_token_text_rows")
 
 
 @dg.multi_asset(
@@ -85,6 +86,13 @@ def clean(
                 ],
                 "Datalab issue",
             ),
+            # What the dedup, cleanlab and token steps found besides rejections: clusters, pairs the
+            # template rules kept apart, outliers only reported, special-token text kept as text.
+            "findings": count_table(
+                [(k, v) for k, v in result.counts.items() if k in FINDINGS or k.startswith("cleanlab_kept")],
+                "finding",
+            ),
+            "max_tokens_kept": result.counts.get("max_tokens_kept", 0),
             "notes": "; ".join(result.notes) or "none",
             # The cleaning steps in order: what each saw, rejected and rewrote.
             "steps": dg.MetadataValue.md(step_table(result.step_counts)),

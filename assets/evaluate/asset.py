@@ -12,6 +12,7 @@ from assets.publishing import (
     artifact_store,
     fail,
     record_stage,
+    refuse_stale_adapter,
     stage_config,
     stage_policy,
     stage_settings,
@@ -57,6 +58,7 @@ def evaluation_report(
     store = artifact_store(storage)
     with user_errors("evaluation_report"):
         trained = read_training_record(adapter)
+    refuse_stale_adapter("evaluation_report", trained, store)
     base_source, trained_on = models.base_record(base_model)["source"], trained.base_model.get("source")
     if trained_on != base_source:
         # Its weights would not fit this base (a traceback), or would be scored on the wrong model.

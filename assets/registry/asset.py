@@ -13,6 +13,7 @@ from assets.publishing import (
     fail,
     record_stage,
     recorded_settings,
+    refuse_stale_adapter,
     stage_config,
     stage_policy,
     stage_settings,
@@ -79,6 +80,7 @@ def registered_adapter(
         )
     with user_errors("registered_adapter"):
         trained = read_training_record(adapter)
+    refuse_stale_adapter("registered_adapter", trained, store)
     existing = registry.find_version(config.model_name, "adapter_md5", md5s["adapter"])
     candidate_metrics = {
         k: v for k, v in evaluation_report["models"]["candidate"].items() if isinstance(v, (int, float))

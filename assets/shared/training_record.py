@@ -39,6 +39,8 @@ class TrainingRecord:
     steps: int = 0
     trainable_params: int = 0
     total_params: int = 0
+    # Asset key -> DVC md5 of what the adapter was trained from (base_model, train and validation splits).
+    inputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def quantization(self) -> str | None:
@@ -55,6 +57,16 @@ class TrainingRecord:
         path = Path(directory) / TRAINING_CONFIG_FILE
         path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return path
+
+
+def stale_inputs(record: TrainingRecord, current: dict[str, str]) -> list[str]:
+    """Sentences naming each input whose current md5 (asset key -> DVC md5) differs from the one the
+    adapter was trained from; empty when the adapter is up to date (or predates input recording)."""
+    return [
+        f"{key} is now {current[key]}, the adapter was trained on {trained}"
+        for key, trained in sorted(record.inputs.items())
+        if key in current and current[key] != trained
+    ]
 
 
 def read_training_record(directory: Path) -> TrainingRecord:

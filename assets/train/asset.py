@@ -51,7 +51,10 @@ def adapter(
     model = models.causal_lm(base_model, quantization=settings.quantization)
     tokenizer = models.tokenizer(base_model)
     # train_adapter writes atomically: a failed or interrupted run leaves the previous adapter in place.
-    out_dir = artifact_store(storage).path("adapter")
+    store = artifact_store(storage)
+    out_dir = store.path("adapter")
+    # Hashed before training: the record says what this adapter was trained from.
+    inputs = {key: store.md5(key) for key in ("base_model", "train_split", "validation_split")}
     with user_errors("adapter"):
         result = train_adapter(
             model,
@@ -61,6 +64,7 @@ def adapter(
             settings,
             out_dir,
             base_model_source=base_source,
+            inputs=inputs,
         )
     losses = [h["loss"] for h in result.loss_history if "loss" in h]
     metadata = {

@@ -142,12 +142,15 @@ def train_adapter(
     out_dir: Path,
     *,
     base_model_source: str,
+    inputs: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on ``model`` (wrapped in place) and write it to ``out_dir`` atomically.
 
     Rows are canonical examples (a ``messages`` list each); the loss covers assistant tokens only.
-    ``base_model_source`` names the base as the base_model asset recorded it (a hub id, a directory as
-    configured, or ``embedded``): it goes into the training record and ``adapter_config.json``.
+    ``inputs`` (asset key -> DVC md5 of the base and splits trained from) goes into the training record,
+    so evaluation and registration can refuse an adapter trained on other data. ``base_model_source``
+    names the base as the base_model asset recorded it (a hub id, a directory as configured, or
+    ``embedded``): it goes into the training record and ``adapter_config.json``.
     ``eval_loss`` is None when no validation row has an assistant token within ``max_seq_length``.
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -243,6 +246,7 @@ def train_adapter(
         steps=int(output.global_step),
         trainable_params=int(trainable_params),
         total_params=int(total_params),
+        inputs=dict(inputs or {}),
     )
     # peft keeps the resolved "all-linear" targets in a set; a sorted list makes adapter_config.json stable.
     adapter_config = model.peft_config["default"]
