@@ -79,6 +79,7 @@ sample: setup
 # Speed and memory figures (ratios against a baseline measured in the same script); each writes
 # benchmarks/results/*.json. Minutes, not seconds: not part of `make test`.
 bench: setup
+	$(PY) -m pip install --quiet ".[bench]"
 	$(PY) benchmarks/dedup.py
 	$(PY) benchmarks/backtranslation.py
 	$(PY) benchmarks/pipeline_timing.py

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -36,3 +38,29 @@ def materialize_raw(root: Path, raw_path: Path, *, dvc_enabled: bool = False) ->
         run_config={"ops": {"raw_examples": {"config": {"raw_path": str(raw_path)}}}},
         raise_on_error=False,
     )
+
+
+# A raw row as the ingest stage produces it, for the clean tests.
+CLEAN_START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def make_row(
+    row_id: str, user: str, answer: str, *, line: int = 1, error: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A raw row as the ingest stage produces it."""
+    row = {
+        "id": row_id,
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
+        "created_at": CLEAN_START + timedelta(days=line),
+        "category": None,
+        "lang": "en",
+        "source": None,
+        "augmented_from": None,
+        "group_id": None,
+        "source_file": "data/raw.jsonl",
+        "source_line": line,
+        "raw": "{}",
+        "error": error,
+    }
+    row.update(extra)
+    return row

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from assets.clean.filters import row_filters, validate_row
 from assets.clean.pipeline import CleanResult, CleanSettings, clean_rows
 from assets.clean.quality import cosine_knn_graph
 from assets.shared.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, REJECTION_COLUMNS
+from tests.conftest import make_row
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -31,28 +32,6 @@ SETTINGS = CleanSettings(
     outlier_score_threshold=0.02,
     cleanlab_near_duplicates=True,
 )
-
-
-def make_row(
-    row_id: str, user: str, answer: str, *, line: int = 1, error: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    """A raw row as the ingest stage produces it."""
-    row = {
-        "id": row_id,
-        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
-        "created_at": START + timedelta(days=line),
-        "category": None,
-        "lang": "en",
-        "source": None,
-        "augmented_from": None,
-        "group_id": None,
-        "source_file": "data/raw.jsonl",
-        "source_line": line,
-        "raw": "{}",
-        "error": error,
-    }
-    row.update(extra)
-    return row
 
 
 # Two topics with one distinct pair of filler phrases per row: all rows are alike in embedding space but

@@ -94,15 +94,7 @@ def materialize(
 ) -> dg.ExecuteInProcessResult:
     """Materialize ``keys`` (one node) in ``root`` with a launchpad-style ``config`` for that node; every
     other asset of the graph is read from its file, as in a real run of a selection."""
-    from assets.augment.asset import augmented_examples
-    from assets.base.asset import base_model
-    from assets.clean.asset import clean
-    from assets.evaluate.asset import evaluation_report
-    from assets.export.asset import merged_model
-    from assets.ingest.asset import raw_examples
-    from assets.registry.asset import registered_adapter
-    from assets.split.asset import split
-    from assets.train.asset import adapter
+    from pipelines.definitions import ASSETS
     from pipelines.io_manager import ArtifactIOManager
     from resources.dvc import DvcResource
     from resources.models import ModelLoader
@@ -120,19 +112,8 @@ def materialize(
             tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_location=str(root / "mlartifacts")
         ),
     }
-    graph = [
-        raw_examples,
-        clean,
-        augmented_examples,
-        split,
-        base_model,
-        adapter,
-        evaluation_report,
-        registered_adapter,
-        merged_model,
-    ]
     return dg.materialize(
-        graph,
+        ASSETS,
         selection=keys,
         resources=resources,
         run_config={"ops": {op: {"config": config or {}}}},

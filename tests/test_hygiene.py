@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from assets.clean.hygiene import clean_text, has_garbage, hygiene_rewrite, invis
 from assets.clean.pipeline import CleanSettings, clean_rows, default_steps
 from assets.params import section, settings_from
 from assets.shared.text import normalize_text
+from tests.conftest import make_row
 
 # params.yaml's settings with cleanlab and this issue's steps off; each test turns on what it tests.
 SETTINGS = dataclasses.replace(
@@ -26,28 +27,6 @@ SETTINGS = dataclasses.replace(
 )
 HYGIENE = dataclasses.replace(SETTINGS, text_hygiene=True)
 START = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def make_row(
-    row_id: str, user: str, answer: str, *, line: int = 1, error: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    """A raw row as the ingest stage produces it."""
-    row = {
-        "id": row_id,
-        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
-        "created_at": START + timedelta(days=line),
-        "category": None,
-        "lang": "en",
-        "source": None,
-        "augmented_from": None,
-        "group_id": None,
-        "source_file": "data/raw.jsonl",
-        "source_line": line,
-        "raw": "{}",
-        "error": error,
-    }
-    row.update(extra)
-    return row
 
 
 @pytest.mark.parametrize(
