@@ -80,6 +80,8 @@ def raw_data_changed(context: dg.SensorEvaluationContext) -> dg.SensorResult | d
     # Watch what the next run will read: the run gets this very config.
     run_config = current_run_config()
     raw_path = _raw_path(run_config)
+    if not isinstance(raw_path, str) or not raw_path.strip():
+        return dg.SkipReason("data.raw_path is empty in params.yaml: nothing to watch")
     path = resolve_path(raw_path)
     if not path.is_file():
         return dg.SkipReason(f"{path} (data.raw_path) does not exist")

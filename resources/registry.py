@@ -17,6 +17,15 @@ CHAMPION = "champion"
 DEFAULT_TRACKING_URI = f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
 
 
+def model_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a registered model in MLflow (which refuses '/' and ':'), or None."""
+    if not isinstance(name, str) or not name.strip():
+        return "registry.model_name is empty: give the registered model a name in params.yaml."
+    if "/" in name or ":" in name:
+        return f"registry.model_name {name!r} contains '/' or ':', which MLflow model names cannot hold."
+    return None
+
+
 def tracking_uri_from_env() -> str:
     """MLFLOW_TRACKING_URI when set (a team's tracking server), else the project's SQLite file."""
     return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)

@@ -162,6 +162,22 @@ def test_raw_examples(tmp_path: Path, file: str, config: dict[str, Any], words: 
     assert not store_at(tmp_path).path("raw_examples").exists()
 
 
+@pytest.mark.parametrize("name", ["", "team/model", "a:b"])
+def test_a_model_name_mlflow_cannot_hold_is_refused_before_evaluating(
+    tmp_path: Path, tiny_base: Path, name: str
+) -> None:
+    write_base(tmp_path, tiny_base)
+    write_adapter(tmp_path)
+    write_examples(tmp_path, "test_split", example_rows(3))
+    result = materialize(tmp_path, ["evaluation_report"], {"model_name": name})
+    assert_says(failure_description(result, "evaluation_report"), "registry.model_name")
+
+
+def test_an_empty_raw_path_is_a_clear_failure(tmp_path: Path) -> None:
+    result = materialize(tmp_path, ["raw_examples"], {"raw_path": ""})
+    assert_says(failure_description(result, "raw_examples"), "data.raw_path is empty")
+
+
 def test_clean_bad_setting(tmp_path: Path, tiny_base: Path) -> None:
     write_examples(tmp_path, "raw_examples", example_rows(4))
     write_base(tmp_path, tiny_base)

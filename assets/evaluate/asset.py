@@ -21,7 +21,7 @@ from assets.publishing import (
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
-from resources.registry import ModelRegistry
+from resources.registry import ModelRegistry, model_name_problem
 from resources.storage import StorageResource
 
 # The evaluate settings, plus registry.model_name: whose champion the candidate faces.
@@ -55,6 +55,8 @@ def evaluation_report(
     from assets.shared.training_record import read_training_record
 
     stopwatch = Stopwatch()
+    if (problem := model_name_problem(config.model_name)) is not None:
+        raise fail(problem)
     store = artifact_store(storage)
     with user_errors("evaluation_report"):
         trained = read_training_record(adapter)

@@ -46,6 +46,10 @@ def raw_examples(
 
     stopwatch = Stopwatch()
     options = stage_settings(IngestOptions, config.model_dump())
+    if not isinstance(config.raw_path, str) or not config.raw_path.strip():
+        raise fail(
+            "data.raw_path is empty: set it in params.yaml to your data file (JSONL, JSON, CSV, Parquet)."
+        )
     path = resolve_path(config.raw_path)
     # a directory written by Dataset.save_to_disk has a DVC md5 too
     before = dvc_md5(path) if path.exists() else None

@@ -22,7 +22,7 @@ from assets.publishing import (
 from assets.registry.lineage import LINEAGE_ARTIFACTS
 from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
-from resources.registry import ModelRegistry
+from resources.registry import ModelRegistry, model_name_problem
 from resources.storage import StorageResource
 
 RegistryConfig = stage_config("registered_adapter")
@@ -59,6 +59,8 @@ def registered_adapter(
     from assets.shared.training_record import read_training_record
 
     stopwatch = Stopwatch()
+    if (problem := model_name_problem(config.model_name)) is not None:
+        raise fail(problem)
     # The gate reads these settings after registration; a bad one must fail before anything is registered.
     stage_settings(GateSettings, config.model_dump())
     store = artifact_store(storage)
