@@ -40,7 +40,7 @@ import hashlib
 import math
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -282,12 +282,7 @@ def _distinct_shingles(texts: Sequence[str], size: int) -> tuple[np.ndarray, np.
     import numpy as np
 
     flat, offsets = [], [np.zeros(1, dtype=np.int64)]
-    start = 0
-    while start < len(texts):
-        stop, chars = start, 0
-        while stop < len(texts) and (chars < _BATCH_CHARS or stop == start):
-            chars += len(texts[stop])
-            stop += 1
+    for start, stop in _char_batches(texts):
         hashes, bounds = shingle_hashes(texts[start:stop], size)
         rows = np.repeat(np.arange(stop - start), np.diff(bounds))
         order = np.lexsort((hashes, rows))
@@ -297,7 +292,6 @@ def _distinct_shingles(texts: Sequence[str], size: int) -> tuple[np.ndarray, np.
         flat.append(hashes[distinct])
         counts = np.bincount(rows[distinct], minlength=stop - start)
         offsets.append(offsets[-1][-1] + np.cumsum(counts))
-        start = stop
     return np.concatenate(flat) if flat else np.zeros(0, dtype=np.uint64), np.concatenate(offsets)
 
 
@@ -322,19 +316,26 @@ def minhash_signatures(texts: Sequence[str], *, num_permutations: int, seed: int
     from rensa import RMinHash
 
     signatures = np.empty((len(texts), num_permutations), dtype=np.uint32)
+    for start, stop in _char_batches(texts):
+        hashes, offsets = shingle_hashes(texts[start:stop], size)
+        matrix = RMinHash.digest_matrix_from_flat_token_hashes(
+            hashes, offsets.astype(np.uint64), num_permutations, seed
+        )
+        signatures[start:stop] = np.array(matrix.to_rows(), dtype=np.uint32).reshape(-1, num_permutations)
+    return signatures
+
+
+def _char_batches(texts: Sequence[str]) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` ranges of ``texts`` holding about ``_BATCH_CHARS`` characters each (at least one
+    text), so the shingle arrays of one batch stay small whatever the row count."""
     start = 0
     while start < len(texts):
         stop, chars = start, 0
         while stop < len(texts) and (chars < _BATCH_CHARS or stop == start):
             chars += len(texts[stop])
             stop += 1
-        hashes, offsets = shingle_hashes(texts[start:stop], size)
-        matrix = RMinHash.digest_matrix_from_flat_token_hashes(
-            hashes, offsets.astype(np.uint64), num_permutations, seed
-        )
-        signatures[start:stop] = np.array(matrix.to_rows(), dtype=np.uint32).reshape(-1, num_permutations)
+        yield start, stop
         start = stop
-    return signatures
 
 
 def candidate_probability(similarity: float, *, bands: int, rows: int) -> float:
