@@ -145,6 +145,13 @@ def setting_values(entries: tuple[str, ...], root: Path = PROJECT_ROOT) -> dict[
     return values
 
 
+def settings_hash(values: Any) -> str:
+    """A short stable hash of settings (any JSON-able value; keys sorted, other types as text): the one
+    way the project fingerprints settings, in code versions, run tags and registry lineage."""
+    payload = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
 def section_hash(names: tuple[str, ...], root: Path = PROJECT_ROOT) -> str:
     """A short stable hash of some sections ("train") or single settings ("train.base_model"); part of
     each asset's code version."""
@@ -153,8 +160,7 @@ def section_hash(names: tuple[str, ...], root: Path = PROJECT_ROOT) -> str:
     for name in names:
         section_name, _, key = name.partition(".")
         values[name] = params[section_name][key] if key else params[section_name]
-    payload = json.dumps(values, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+    return settings_hash(values)
 
 
 def _field_type(value: Any) -> Any:

@@ -11,7 +11,6 @@ of the content it actually ingested.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import dagster as dg
 
 from assets import stages
+from assets.params import settings_hash
 from assets.publishing import current_config
 from resources.artifacts import dvc_md5
 from resources.project import resolve_path
@@ -44,12 +44,6 @@ def current_run_config(stage_names: Iterable[str] | None = None) -> dict[str, An
     return {"ops": {name: {"config": current_config(name)} for name in names}}
 
 
-def run_config_hash(run_config: dict[str, Any]) -> str:
-    """A short stable hash of a run config (the ``params_hash`` run tag)."""
-    payload = json.dumps(run_config, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
 def _raw_path(run_config: dict[str, Any]) -> str:
     return run_config["ops"][INGEST_STAGE]["config"]["raw_path"]
 
@@ -65,7 +59,7 @@ def _raw_path(run_config: dict[str, Any]) -> str:
 )
 def weekly_retrain(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     run_config = current_run_config()
-    return dg.RunRequest(run_config=run_config, tags={PARAMS_HASH_TAG: run_config_hash(run_config)})
+    return dg.RunRequest(run_config=run_config, tags={PARAMS_HASH_TAG: settings_hash(run_config)})
 
 
 @dg.sensor(
@@ -103,7 +97,7 @@ def raw_data_changed(context: dg.SensorEvaluationContext) -> dg.SensorResult | d
     # ingests the file, it asks once; and going back to an earlier version later still retrains.
     run_key = f"{current}-after-{event.run_id or event.timestamp}"
     tags = {
-        PARAMS_HASH_TAG: run_config_hash(run_config),
+        PARAMS_HASH_TAG: settings_hash(run_config),
         RAW_PATH_REQUESTED_TAG: raw_path,
         RAW_MD5_REQUESTED_TAG: current,
     }

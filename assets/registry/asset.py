@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets.params import settings_from
+from assets.params import settings_from, settings_hash
 from assets.publishing import (
     Stopwatch,
     artifact_store,
@@ -54,7 +54,6 @@ def registered_adapter(
         git_commit,
         lineage_tags,
         raw_sources,
-        settings_hash,
     )
     from assets.shared.training_record import read_training_record
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 # Artifacts whose DVC md5 is stamped on every registered version: the data it was trained and
 # evaluated on, the raw file behind it, the base model and the adapter bytes themselves.
@@ -36,13 +33,6 @@ def git_commit(root: Path) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
-
-
-def settings_hash(settings: dict[str, dict[str, Any] | None]) -> str:
-    """A short stable hash of the settings each stage actually ran with (stage -> settings, None where
-    unknown): equal hashes mean the same settings made the data and the adapter."""
-    payload = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def raw_sources(raw_examples_path: Path) -> str:
