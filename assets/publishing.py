@@ -153,7 +153,8 @@ def record_stage(
                     tags={
                         DATA_VERSION_TAG: md5s[key],
                         DATA_VERSION_IS_USER_PROVIDED_TAG: "true",
-                        CODE_VERSION_TAG: code_version(stage_name),
+                        # The version the decorator declared, not a second hash of the files.
+                        CODE_VERSION_TAG: context.assets_def.code_versions_by_key[dg.AssetKey(key)],
                     },
                 )
             )

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from assets.clean.steps import Filtered, FilterStep, Rejection
-from assets.shared.chat import content_spans, encode_rendered, template_messages
+from assets.shared.chat import encode_conversation, render
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -48,7 +48,7 @@ def check_tokens(rows: Sequence[Row], *, tokenizer: PreTrainedTokenizerBase, max
     for position, row in enumerate(rows):
         messages = row["messages"]
         try:
-            text = tokenizer.apply_chat_template(template_messages(messages), tokenize=False)
+            text = render(tokenizer, messages)
         except Exception as exc:  # a template raises whatever its author chose (jinja's TemplateError...)
             rejections[position] = Rejection(
                 "template_error", f"the base model's chat template cannot render it: {exc}"
@@ -62,7 +62,7 @@ def check_tokens(rows: Sequence[Row], *, tokenizer: PreTrainedTokenizerBase, max
                 "train tool use; use a base model whose template supports tools, or remove tool rows",
             )
             continue
-        tokens = len(encode_rendered(tokenizer, text, content_spans(text, messages))[0])
+        tokens = len(encode_conversation(tokenizer, text, messages)[0])
         if tokens > max_seq_length:
             rejections[position] = Rejection(
                 "too_long",

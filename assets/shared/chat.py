@@ -40,7 +40,8 @@ def template_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def _render(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], *, prompt: bool) -> str:
+def render(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], *, prompt: bool = False) -> str:
+    """The conversation as the chat template writes it (with the assistant prompt when ``prompt``)."""
     return tokenizer.apply_chat_template(
         template_messages(messages), tokenize=False, add_generation_prompt=prompt
     )
@@ -53,8 +54,8 @@ def _span_by_prefix(
     template renders conversations prefix-consistently (most do); None otherwise."""
     if index == 0:
         return None
-    before = _render(tokenizer, messages[:index], prompt=True)
-    through = _render(tokenizer, messages[: index + 1], prompt=False)
+    before = render(tokenizer, messages[:index], prompt=True)
+    through = render(tokenizer, messages[: index + 1], prompt=False)
     if text.startswith(through) and through.startswith(before) and len(through) > len(before):
         return len(before), len(through)
     return None
@@ -79,7 +80,7 @@ def assistant_spans(
     tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]
 ) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of its assistant turns."""
-    text = _render(tokenizer, messages, prompt=False)
+    text = render(tokenizer, messages, prompt=False)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for index, message in enumerate(messages):
@@ -148,13 +149,20 @@ def encode_rendered(
     return ids, offsets
 
 
+def encode_conversation(
+    tokenizer: PreTrainedTokenizerBase, text: str, messages: Sequence[Message]
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids and offsets of ``text``, the rendering of ``messages``, with their contents kept as text
+    (:func:`content_spans` then :func:`encode_rendered`)."""
+    return encode_rendered(tokenizer, text, content_spans(text, messages))
+
+
 def encode_messages(
     tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], *, generation_prompt: bool = False
 ) -> list[int]:
     """Token ids of a conversation rendered with the chat template (with the assistant prompt appended
     when ``generation_prompt``), content special-token text kept as text (see :func:`encode_rendered`)."""
-    text = _render(tokenizer, messages, prompt=generation_prompt)
-    return encode_rendered(tokenizer, text, content_spans(text, messages))[0]
+    return encode_conversation(tokenizer, render(tokenizer, messages, prompt=generation_prompt), messages)[0]
 
 
 def tokenize_conversation(
@@ -176,7 +184,7 @@ def tokenize_conversation(
     weights = [m.get("weight") for m in messages if m["role"] == "assistant"]
     spans = [span for span, weight in zip(spans, weights, strict=True) if weight is None or weight > 0]
     # The template already wrote BOS and other special tokens as text.
-    all_ids, all_offsets = encode_rendered(tokenizer, text, content_spans(text, messages))
+    all_ids, all_offsets = encode_conversation(tokenizer, text, messages)
     input_ids = all_ids[:max_seq_length]
     labels = [IGNORE_INDEX] * len(input_ids)
     # A token belongs to the turn its first character is in.
