@@ -37,7 +37,8 @@ FINDINGS = ("near_duplicate_clusters", "cleanlab_outliers", "special_token_text_
             deps=["raw_examples", "base_model"],
             description="Raw rows that passed validation, exact and near-duplicate removal and the "
             "cleanlab pass (near duplicates, outliers on embeddings): the training pool. Their text is "
-            "cleaned of invisible and control characters and PII is replaced by typed placeholders.",
+            "cleaned of invisible and control characters and PII is replaced by typed placeholders; "
+            "each row renders with the base model's chat template within train.max_seq_length tokens.",
             kinds={"parquet", "dvc"},
         ),
         dg.AssetSpec(
