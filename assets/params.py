@@ -11,6 +11,8 @@ import functools
 import hashlib
 import json
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -192,6 +194,76 @@ def config_class(
 
 
 def settings_from(cls: type[T], values: dict[str, Any]) -> T:
-    """Build a logic module's settings dataclass from the fields of a stage Config it declares."""
+    """Build a logic module's settings dataclass from the fields of a stage Config it declares.
+
+    Each value is checked against the field's annotation first (:func:`checked_value`), because a Config
+    field takes its type from the YAML value: ``enabled: 'no'`` (quoted) would otherwise reach the code as
+    the text "no", which is true. Raises ValueError naming the setting; an int is accepted for a float.
+    """
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in values.items() if k in names})
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation that cannot be resolved here: nothing to check against
+        hints = {}
+    picked = {k: v for k, v in values.items() if k in names}
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    if missing := sorted(required - set(picked)):
+        raise ValueError(
+            f"setting(s) {', '.join(repr(m) for m in missing)} missing: add them to their section of "
+            "params.yaml (a misspelled name is not read)."
+        )
+    return cls(**{k: checked_value(k, v, hints.get(k, Any)) for k, v in picked.items()})
+
+
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
+
+def checked_value(name: str, value: Any, annotation: Any) -> Any:
+    """``value`` if it fits ``annotation`` (bool, int, float, str, X | None, list[X], tuple[X, ...],
+    Literal); an int for a float comes back as a float. Other annotations are not checked.
+
+    Raises:
+        ValueError: naming the setting, the value and what it must be.
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ValueError(f"setting '{name}' is {value!r}; it must be one of {list(args)}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return checked_value(name, value, option)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(
+            errors[0] if len(errors) == 1 else f"setting '{name}' is {value!r}: " + "; ".join(errors)
+        )
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"setting '{name}' is {value!r}; it must be a list.")
+        item = args[0] if args else Any
+        items = [checked_value(name, v, item) for v in value]
+        return type(value)(items)
+    if annotation in _TYPE_WORDS:
+        if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        # bool is a subclass of int, but `epochs: true` is a mistake, not 1.
+        fits = isinstance(value, annotation) and (annotation is bool or not isinstance(value, bool))
+        if not fits:
+            kind = "text" if isinstance(value, str) else type(value).__name__
+            raise ValueError(
+                f"setting '{name}' is {value!r} ({kind}); it must be {_TYPE_WORDS[annotation]}"
+                + (" (write it without quotes)." if isinstance(value, str) else ".")
+            )
+    return value

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import dagster as dg
 
 from assets import stages
-from assets.params import config_class, section_hash, setting_values, settings_from
+from assets.params import checked_value, config_class, section_hash, setting_values, settings_from
 from assets.shared.errors import InputError
 from resources.artifacts import ArtifactStore
 from resources.dvc import DvcResource
@@ -229,4 +229,13 @@ def stage_settings(cls: type[T], values: dict[str, Any]) -> T:
     try:
         return settings_from(cls, values)
     except (TypeError, ValueError) as exc:
+        raise fail(f"Invalid setting (params.yaml or launchpad config): {exc}") from None
+
+
+def stage_value(config: dg.Config, name: str, annotation: Any) -> Any:
+    """One Config field an asset reads directly, checked like :func:`stage_settings` checks a dataclass:
+    the field's type follows the YAML value, so a quoted ``'no'`` would otherwise read as true."""
+    try:
+        return checked_value(name, getattr(config, name), annotation)
+    except ValueError as exc:
         raise fail(f"Invalid setting (params.yaml or launchpad config): {exc}") from None

@@ -163,3 +163,60 @@ def test_lists_of_one_scalar_type_and_nulls_are_accepted(tmp_path: Path, line: s
 def test_the_shipped_params_file_recommends_a_learning_rate_yaml_reads_as_a_number() -> None:
     text = (PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")
     assert "about 2.0e-4" in text and "about 2e-4" not in text
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "stage", "words"),
+    [
+        (
+            "  enabled: true",
+            "  enabled: 'no'",
+            "augment",
+            ("enabled", "'no'", "true or false", "without quotes"),
+        ),
+        ("  epochs: 2", "  epochs: '2'", "train", ("epochs", "'2'", "a number")),
+        ("  lora_dropout: 0.05", "  lora_dropout: true", "train", ("lora_dropout", "True", "a number")),
+        ("  pivot_langs: [de]", "  pivot_langs: [1]", "augment", ("pivot_langs", "1", "text")),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_refused_by_the_code_that_reads_it(
+    tmp_path: Path, old: str, new: str, stage: str, words: tuple[str, ...]
+) -> None:
+    """A Config field takes its type from the YAML value, so a quoted 'no' would reach the code as the
+    text "no", which is true; the settings dataclasses and stage_value check values against the types
+    the code declares."""
+    from assets.augment.settings import AugmentSettings
+    from assets.params import settings_from
+    from assets.publishing import stage_value
+    from assets.train.qlora import TrainSettings
+
+    root = params_root(tmp_path, old, new)
+    config = config_class(stage, dg.Config, root)()
+    values = config.model_dump()
+    with pytest.raises((ValueError, dg.Failure)) as caught:
+        if stage == "augment" and "enabled" in old:
+            stage_value(config, "enabled", bool)
+        else:
+            settings_from(AugmentSettings if stage == "augment" else TrainSettings, values)
+    message = str(caught.value) if isinstance(caught.value, ValueError) else caught.value.description
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_an_int_is_a_float_and_checked_values_keep_their_kind() -> None:
+    from assets.params import checked_value
+
+    assert checked_value("x", 1, float) == 1.0 and isinstance(checked_value("x", 1, float), float)
+    assert checked_value("x", None, str | None) is None
+    assert checked_value("x", ["a"], tuple[str, ...]) == ["a"]
+    with pytest.raises(ValueError, match="setting 'x' is True"):
+        checked_value("x", True, int)
+
+
+def test_a_misspelled_setting_is_named_as_missing(tmp_path: Path) -> None:
+    from assets.params import settings_from
+    from assets.train.qlora import TrainSettings
+
+    root = params_root(tmp_path, "  learning_rate:", "  lerning_rate:")
+    with pytest.raises(ValueError, match=r"'learning_rate' missing.*misspelled"):
+        settings_from(TrainSettings, config_class("train", dg.Config, root)().model_dump())

@@ -17,6 +17,7 @@ from assets.publishing import (
     stage_config,
     stage_policy,
     stage_settings,
+    stage_value,
 )
 from assets.types import Dataset
 from resources.dvc import DvcResource
@@ -59,7 +60,7 @@ def augmented_examples(
     counts: dict[str, int] = {}
     new_rows: list[dict] = []
     metadata: dict[str, object] = {"translators": "disabled"}
-    if config.enabled:
+    if stage_value(config, "enabled", bool):
         settings = stage_settings(AugmentSettings, config.model_dump())
         cache_dir = Path(storage.root) / CACHE_DIR
 

@@ -16,6 +16,7 @@ from assets.publishing import (
     stage_config,
     stage_policy,
     stage_settings,
+    stage_value,
 )
 from assets.types import Dataset
 from resources.dvc import DvcResource
@@ -68,7 +69,7 @@ def clean(
     stopwatch = Stopwatch()
     settings = stage_settings(CleanSettings, config.model_dump())
     # Rows are checked with the tokenizer and chat template training will use (train.max_seq_length).
-    token_check = token_check_step(models.tokenizer(base_model), config.max_seq_length)
+    token_check = token_check_step(models.tokenizer(base_model), stage_value(config, "max_seq_length", int))
     result = clean_rows(raw_examples.to_list(), settings, token_check=token_check)
     kept = to_dataset(result.kept, example_features())
     rejected = to_dataset(result.rejected, rejected_features())
