@@ -20,7 +20,7 @@ from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base
 
 PROMPTS = ["What is 3 plus 3?", "Hallo Welt, wie geht es dir heute?"]
 # The defaults of params.yaml (export.logit_tolerance_<dtype>).
-DEFAULTS = {"float32": 1e-3, "bfloat16": 0.0625, "float16": 0.0078125}
+DEFAULTS = {"float32": 1e-3, "bfloat16": 0.03125, "float16": 0.0078125}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_case_14_a_bfloat16_export_passes_its_dtype_tolerance(
     report = merge_and_verify(
         base, adapter, tmp_path / "m", dtype="bfloat16", tolerances=DEFAULTS, verify_prompts=PROMPTS
     )
-    assert 1e-3 < report["max_abs_logit_diff"] <= report["allowed_max_abs_logit_diff"] == 0.0625
+    assert 1e-3 < report["max_abs_logit_diff"] <= report["allowed_max_abs_logit_diff"] == 0.03125
     assert report["machine_epsilon"] == MACHINE_EPSILON["bfloat16"] == 2**-7
     assert json.loads((tmp_path / "m" / "config.json").read_text())["dtype"] == "bfloat16"
 
