@@ -92,6 +92,12 @@ def evaluation_report(
             f"{name}: perplexity {metrics['perplexity']:.4g} on {metrics['n_scored']} scored rows "
             f"({metrics['n_unscored']} not scored), ROUGE-L {metrics['rougeL']:.4g}"
         )
+    if measured["unscored"]:
+        context.log.warning(
+            f"{sum(measured['unscored'].values())} of {len(test_split)} test rows not scored: "
+            + ", ".join(f"{reason} {count}" for reason, count in measured["unscored"].items())
+            + " (see the report's examples and the 'rows' metadata)"
+        )
     report = {
         "test_rows": len(test_split),
         "test_split_md5": store.md5("test_split"),
