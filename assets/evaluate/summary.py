@@ -63,7 +63,8 @@ def answers_table(examples: Sequence[dict[str, Any]], limit: int = 5, width: int
 
 def _cell(text: str, width: int) -> str:
     """Text fit for one markdown table cell: one line, pipes escaped, at most ``width`` characters."""
-    text = " ".join(str(text).split())
+    # Control characters (a random model's output has them) would break the table or the page.
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
     if len(text) > width:
         text = text[: width - 1] + "…"
     return text.replace("|", "\\|")
