@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from assets.evaluate import scoring
-from assets.evaluate.examples import keep_last, prepare_examples, unscored_counts
+from assets.evaluate.examples import keep_last, prepare_examples, token_budget, unscored_counts
 from assets.evaluate.scoring import (
     METRICS_DIR,
     EvalSettings,
@@ -200,6 +200,15 @@ def test_keep_last_cuts_from_the_left(
     ids: list, budget: int, bos: int | None, kept: list, dropped: int
 ) -> None:
     assert keep_last(ids, budget, bos_token_id=bos) == (kept, dropped)
+
+
+@pytest.mark.parametrize(
+    ("max_seq_length", "max_positions", "budget"), [(256, 512, 256), (1024, 512, 512), (256, None, 256)]
+)
+def test_the_token_budget_never_exceeds_the_models_positions(
+    max_seq_length: int, max_positions: int | None, budget: int
+) -> None:
+    assert token_budget(max_seq_length, max_positions) == budget
 
 
 def test_a_long_prompt_is_cut_from_the_left_and_the_answer_kept_whole(
