@@ -3,7 +3,6 @@
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 
@@ -26,7 +25,6 @@ from resources.storage import StorageResource
 
 # The evaluate settings, plus registry.model_name: whose champion the candidate faces.
 EvaluationReportConfig = stage_config("evaluation_report")
-METRIC_COLUMNS = ("perplexity", "rougeL", "bleu", "answer_exact_match", "n_examples")
 
 
 @dg.asset(
@@ -45,12 +43,15 @@ def evaluation_report(
     models: ModelLoader,
     registry: ModelRegistry,
 ) -> Iterator[dg.MaterializeResult]:
-    """Perplexity (assistant tokens), ROUGE-L, BLEU and exact match of generated answers, per category
+    """Perplexity (answer tokens), ROUGE-L, BLEU and exact match of generated answers, per category
     where the data has categories, for the base model, the candidate adapter and the current champion
-    (when there is one, trained on the same base), all on the same test_split. The promotion gate reads
-    this report."""
+    (when there is one, trained on the same base), all on the same test_split rows. Prompts are cut from
+    the left to fit the adapter's train.max_seq_length; a row whose answer alone does not fit is counted
+    as not scored, with its reason. Per-row losses and answers are in the report's `examples`. The
+    promotion gate reads this report."""
     from assets.evaluate.compare import evaluate_models
     from assets.evaluate.scoring import EvalSettings
+    from assets.evaluate.summary import answers_table, metric_table, rows_table
     from assets.shared.reference import choose_reference
     from assets.shared.training_record import read_training_record
 
@@ -80,10 +81,23 @@ def evaluation_report(
             adapters["champion"] = registry.download_adapter(champion, Path(tmp))
         model = models.causal_lm(base_model, quantization=trained.quantization)
         tokenizer = models.tokenizer(base_model)
-        results = evaluate_models(model, tokenizer, adapters, test_split.to_list(), settings)
-    if reference.kind == "candidate_is_champion":
-        # An unchanged re-run: the champion's metrics are the candidate's, no need to score twice.
-        results["champion"] = results["candidate"]
+        # An unchanged re-run: the champion's results are the candidate's, no need to score twice.
+        aliases = {"champion": "candidate"} if reference.kind == "candidate_is_champion" else None
+        measured = evaluate_models(
+            model, tokenizer, adapters, test_split.to_list(), settings, aliases=aliases
+        )
+    results = measured["models"]
+    for name, metrics in results.items():
+        context.log.info(
+            f"{name}: perplexity {metrics['perplexity']:.4g} on {metrics['n_scored']} scored rows "
+            f"({metrics['n_unscored']} not scored), ROUGE-L {metrics['rougeL']:.4g}"
+        )
+    if measured["unscored"]:
+        context.log.warning(
+            f"{sum(measured['unscored'].values())} of {len(test_split)} test rows not scored: "
+            + ", ".join(f"{reason} {count}" for reason, count in measured["unscored"].items())
+            + " (see the report's examples and the 'rows' metadata)"
+        )
     report = {
         "test_rows": len(test_split),
         "test_split_md5": store.md5("test_split"),
@@ -95,28 +109,24 @@ def evaluation_report(
         if "champion" in results
         else None,
         "champion_note": reference.note,
+        "max_tokens": measured["max_tokens"],
         "models": results,
+        "unscored": measured["unscored"],
+        "candidate_vs_base": measured["candidate_vs_base"],
+        "examples": measured["examples"],
     }
     store.write_json("evaluation_report", report)
     metadata = {
         "metrics": dg.MetadataValue.md(metric_table(results)),
+        "rows": dg.MetadataValue.md(
+            rows_table(len(test_split), measured["unscored"], measured["max_tokens"])
+        ),
+        "answers": dg.MetadataValue.md(answers_table(measured["examples"])),
         "champion": reference.note,
+        "n_scored": results["candidate"]["n_scored"],
+        "n_unscored": results["candidate"]["n_unscored"],
         "candidate_perplexity": results["candidate"]["perplexity"],
         "base_perplexity": results["base"]["perplexity"],
+        "candidate_vs_base_max_abs_logit_diff": measured["candidate_vs_base"]["max_abs_logit_diff"],
     }
     yield from record_stage(context, config, storage, dvc, {"evaluation_report": metadata}, stopwatch)
-
-
-def metric_table(results: dict[str, dict[str, Any]]) -> str:
-    """Models as rows, headline metrics as columns, in markdown."""
-    lines = ["| model | " + " | ".join(METRIC_COLUMNS) + " |", "|---" * (len(METRIC_COLUMNS) + 1) + "|"]
-    for name, metrics in results.items():
-        cells = [_cell(metrics.get(column)) for column in METRIC_COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)

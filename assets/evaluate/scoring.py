@@ -1,20 +1,23 @@
-"""Score a causal LM on held-out conversations: perplexity on the reference answers and the quality of
-its own greedy answers (ROUGE-L, BLEU, exact match), overall and per category.
+"""Score a causal LM on prepared test rows (assets/evaluate/examples.py): the loss of each reference
+answer, perplexity over all of them, and the quality of its own greedy answers (ROUGE-L, BLEU, exact
+match), overall and per category.
 
-Perplexity is token-weighted over assistant tokens only, masked exactly as in training, so base and
-fine-tuned models are compared on the same tokens. The metric modules load from this repository, offline.
+Perplexity is token-weighted over the answer tokens of the scored rows, masked exactly as in training,
+so base and fine-tuned models are compared on the same tokens. The metric modules load from this
+repository, offline.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assets.shared.chat import IGNORE_INDEX, encode_messages, pad_batch, split_last_answer, tokenize_rows
+from assets.evaluate.examples import EvalExample
+from assets.shared.chat import IGNORE_INDEX, pad_batch
 from assets.shared.errors import InputError
 from assets.shared.text import normalize_text
 
@@ -26,7 +29,7 @@ METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """The ``evaluate`` section of params.yaml, plus the ``train.max_seq_length`` used for perplexity."""
+    """The ``evaluate`` section of params.yaml, plus the ``train.max_seq_length`` of the adapter."""
 
     max_new_tokens: int
     max_examples: int
@@ -40,78 +43,87 @@ class EvalSettings:
                 raise ValueError(f"evaluate settings: {name} must be a positive integer; got {value!r}.")
 
 
+@dataclass(frozen=True)
+class ModelScores:
+    """One model's results: ``metrics`` (the report's ``models.<name>``), ``losses`` (mean NLL per
+    answer token, nats, aligned with the examples; None where a row is not scored) and ``generations``
+    (greedy answers of the generated rows, in order)."""
+
+    metrics: dict[str, Any]
+    losses: list[float | None]
+    generations: list[str]
+
+
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-def perplexity(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    rows: Iterable[Mapping[str, Any]],
-    *,
-    max_seq_length: int,
-    batch_size: int,
-) -> float:
-    """exp(mean negative log-likelihood) over every assistant token of ``rows``."""
+def answer_losses(
+    model: PreTrainedModel, examples: Sequence[EvalExample], *, pad_token_id: int, batch_size: int
+) -> list[tuple[float, int]]:
+    """Summed negative log-likelihood (nats) and token count of each example's answer tokens, in order.
+
+    Only scored examples may be passed. Right padding: positions then count from each row's first token,
+    as in training.
+    """
     import torch
 
-    features = tokenize_rows(tokenizer, rows, max_seq_length=max_seq_length)
-    if not features:
-        raise InputError(
-            f"No test row has an assistant token within {max_seq_length} tokens (train.max_seq_length "
-            "of the adapter), so perplexity is undefined: check that test_split has assistant answers."
-        )
     was_training = model.training
     model.eval()
-    total_nll = 0.0
-    total_tokens = 0
+    sums: list[tuple[float, int]] = []
     try:
         with torch.inference_mode():
-            for chunk in _batches(features, batch_size):
-                batch = pad_batch(chunk, pad_token_id=tokenizer.pad_token_id)
+            for chunk in _batches(examples, batch_size):
+                features = [
+                    {"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels}
+                    for e in chunk
+                ]
+                batch = pad_batch(features, pad_token_id=pad_token_id)
                 batch = {key: value.to(model.device) for key, value in batch.items()}
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 # Position t predicts token t + 1.
                 targets = batch["labels"][:, 1:]
                 nll = torch.nn.functional.cross_entropy(
-                    logits[:, :-1].float().reshape(-1, logits.size(-1)),
-                    targets.reshape(-1),
+                    logits[:, :-1].float().transpose(1, 2),
+                    targets,
                     ignore_index=IGNORE_INDEX,
-                    reduction="sum",
+                    reduction="none",
                 )
-                total_nll += float(nll)
-                total_tokens += int((targets != IGNORE_INDEX).sum())
+                counts = (targets != IGNORE_INDEX).sum(dim=1)
+                sums.extend(
+                    (float(total), int(count)) for total, count in zip(nll.sum(dim=1), counts, strict=True)
+                )
     finally:
         model.train(was_training)
-    return math.exp(total_nll / total_tokens)
+    return sums
+
+
+def perplexity(sums: Iterable[tuple[float, int]]) -> float:
+    """exp(total NLL / total tokens): token-weighted over every answer token, from :func:`answer_losses`."""
+    sums = list(sums)
+    return math.exp(sum(total for total, _ in sums) / sum(count for _, count in sums))
 
 
 def generate_answers(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    rows: Iterable[Mapping[str, Any]],
+    prompts: Sequence[Sequence[int]],
     *,
     max_new_tokens: int,
     batch_size: int,
 ) -> list[str]:
-    """Greedy answers to each row's conversation up to (not including) its last assistant turn."""
+    """Greedy answers (at most ``max_new_tokens`` tokens, stripped text) to each prompt, given as token
+    ids ending with the template's generation prompt (``EvalExample.prompt_ids``)."""
     import torch
 
-    # Special-token text inside a prompt stays text, as in training (encode_messages).
-    prompts = [
-        {"input_ids": ids, "attention_mask": [1] * len(ids)}
-        for ids in (
-            encode_messages(tokenizer, split_last_answer(row["messages"])[0], generation_prompt=True)
-            for row in rows
-        )
-    ]
+    features = [{"input_ids": list(ids), "attention_mask": [1] * len(ids)} for ids in prompts]
     was_training = model.training
     model.eval()
     answers: list[str] = []
     try:
         with torch.inference_mode():
-            for chunk in _batches(prompts, batch_size):
+            for chunk in _batches(features, batch_size):
                 # Left padding keeps every prompt's last token next to the first generated one.
                 encoded = pad_batch(chunk, pad_token_id=tokenizer.pad_token_id, padding_side="left")
                 encoded = {key: value.to(model.device) for key, value in encoded.items()}
@@ -137,53 +149,58 @@ def _load_metric(name: str) -> Any:
     return evaluate.load(str(METRICS_DIR / name))
 
 
+def generated_examples(examples: Sequence[EvalExample], max_examples: int) -> list[int]:
+    """Positions of the rows whose answers are generated: the first ``max_examples`` scored rows."""
+    return [index for index, example in enumerate(examples) if example.scored][:max_examples]
+
+
 def score_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    rows: Iterable[Mapping[str, Any]],
+    examples: Sequence[EvalExample],
     settings: EvalSettings,
-) -> dict[str, Any]:
-    """Perplexity on every row; ROUGE-L, BLEU (0-100) and exact match on greedy answers to the first
-    ``max_examples`` rows; ROUGE-L per ``category`` where rows have one.
+) -> ModelScores:
+    """Perplexity over the answers of every scored row; ROUGE-L, BLEU (0-100) and exact match on greedy
+    answers to the first ``max_examples`` scored rows; ROUGE-L per ``category`` where rows have one.
 
-    Returns ``perplexity``, ``rougeL``, ``bleu``, ``answer_exact_match``, ``n_examples`` (rows in the
-    perplexity), ``n_generated``, ``rougeL_by_category`` and ``answers`` (id, category, reference and
-    prediction of each generated row, for inspection).
+    ``metrics`` holds ``perplexity``, ``rougeL``, ``bleu``, ``answer_exact_match``, ``n_scored`` (rows in
+    the perplexity; also ``n_examples``), ``n_unscored``, ``n_generated``, ``rougeL_by_category`` and
+    ``answers`` (id, category, reference and prediction of each generated row). Raises InputError when no
+    row can be scored.
     """
-    rows = list(rows)
-    if not rows:
+    scored = [index for index, example in enumerate(examples) if example.scored]
+    if not scored:
+        reasons = sorted({str(example.reason) for example in examples})
         raise InputError(
-            "No rows to evaluate: test_split is empty. Lower split.test_start or raise split.test_fraction "
-            "in params.yaml, then materialize split again."
+            f"None of the {len(examples)} test_split rows can be scored ({', '.join(reasons)}): every "
+            "reference answer is longer than the tokens the adapter was trained on (train.max_seq_length, "
+            "within the model's positions). Raise train.max_seq_length and materialize adapter again, or "
+            "use test data with shorter answers."
         )
-    unanswered = [
-        str(row.get("id")) for row in rows if not any(m["role"] == "assistant" for m in row["messages"])
-    ]
-    if unanswered:
-        shown = ", ".join(repr(row_id) for row_id in unanswered[:5]) + (" ..." if len(unanswered) > 5 else "")
-        raise InputError(
-            f"{len(unanswered)} test_split row(s) have no assistant turn to score against (id {shown}). "
-            "Every test row needs a reference answer: clean_examples rejects conversations without one, so "
-            "materialize clean and split again, or remove these rows from the data."
-        )
-    ppl = perplexity(
-        model, tokenizer, rows, max_seq_length=settings.max_seq_length, batch_size=settings.batch_size
+    sums = answer_losses(
+        model,
+        [examples[i] for i in scored],
+        pad_token_id=tokenizer.pad_token_id,
+        batch_size=settings.batch_size,
     )
-    generated_rows = rows[: settings.max_examples]
+    losses: list[float | None] = [None] * len(examples)
+    for index, (total, count) in zip(scored, sums, strict=True):
+        losses[index] = total / count
+    generated = [examples[i] for i in generated_examples(examples, settings.max_examples)]
     predictions = generate_answers(
         model,
         tokenizer,
-        generated_rows,
+        [example.prompt_ids for example in generated],
         max_new_tokens=settings.max_new_tokens,
         batch_size=settings.batch_size,
     )
-    references = [split_last_answer(row["messages"])[1] for row in generated_rows]
+    references = [example.reference for example in generated]
 
     rouge = _load_metric("rouge")
     by_category: dict[str, list[int]] = defaultdict(list)
-    for index, row in enumerate(generated_rows):
-        if row.get("category"):
-            by_category[row["category"]].append(index)
+    for index, example in enumerate(generated):
+        if example.category:
+            by_category[example.category].append(index)
     rouge_by_category = {
         category: rouge.compute(
             predictions=[predictions[i] for i in indices], references=[references[i] for i in indices]
@@ -191,16 +208,19 @@ def score_model(
         for category, indices in sorted(by_category.items())
     }
     exact = sum(normalize_text(p) == normalize_text(r) for p, r in zip(predictions, references, strict=True))
-    return {
-        "perplexity": ppl,
+    metrics = {
+        "perplexity": perplexity(sums),
         "rougeL": rouge.compute(predictions=predictions, references=references)["rougeL"],
         "bleu": _load_metric("bleu").compute(predictions=predictions, references=references)["bleu"],
         "answer_exact_match": exact / len(predictions),
-        "n_examples": len(rows),
+        "n_examples": len(scored),
+        "n_scored": len(scored),
+        "n_unscored": len(examples) - len(scored),
         "n_generated": len(predictions),
         "rougeL_by_category": rouge_by_category,
         "answers": [
-            {"id": row.get("id"), "category": row.get("category"), "reference": ref, "prediction": pred}
-            for row, ref, pred in zip(generated_rows, references, predictions, strict=True)
+            {"id": example.id, "category": example.category, "reference": ref, "prediction": pred}
+            for example, ref, pred in zip(generated, references, predictions, strict=True)
         ],
     }
+    return ModelScores(metrics, losses, predictions)

@@ -44,11 +44,13 @@ def merged_model(
     models: ModelLoader,
 ) -> Iterator[dg.MaterializeResult]:
     """The current champion from the registry merged into its de-quantized base and saved as a plain
-    transformers model (safetensors + tokenizer, no quantization config): load it with
-    `AutoModelForCausalLM.from_pretrained`. Before it replaces the previous export, its logits on test
-    prompts must match the adapter applied to the base within `export.max_abs_logit_diff`.
-    `champion.json` in the directory says which registry version it is."""
+    transformers model in `export.dtype` (safetensors, tokenizer with its chat template, generation
+    config, no quantization config): load it with `AutoModelForCausalLM.from_pretrained`. Before it
+    replaces the previous export, its logits on test prompts must match the adapter applied to the base
+    within the dtype's tolerance (`export.logit_tolerance_<dtype>`). `README.md` is its model card
+    (metrics, gate verdict, lineage); `champion.json` says which registry version it is."""
     from assets.export.merge import ExportSettings, MergeVerificationError, merge_and_verify
+    from assets.export.model_card import model_card, report_for
     from assets.shared.reference import choose_reference
 
     stopwatch = Stopwatch()
@@ -82,6 +84,13 @@ def merged_model(
         "run_id": champion["run_id"],
         **champion["tags"],
     }
+    # The evaluation report on disk describes the champion only when it evaluated the same adapter.
+    report_path = store.path("evaluation_report")
+    report = report_for(champion, store.read_json("evaluation_report") if report_path.is_file() else None)
+
+    def card(verification: dict[str, Any]) -> str:
+        return model_card(champion, verification, report=report, registration=registered_adapter)
+
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp, user_errors("merged_model"):
         adapter_dir = registry.download_adapter(champion, Path(tmp))
         try:
@@ -91,14 +100,23 @@ def merged_model(
                 adapter_dir,
                 store.path("merged_model"),
                 dtype=settings.dtype,
-                max_abs_logit_diff=settings.max_abs_logit_diff,
+                tolerances=settings.tolerances,
                 verify_prompts=prompts,
                 device=models.device,
-                extra_files={"champion.json": json.dumps(lineage, indent=2, sort_keys=True) + "\n"},
+                extra_files={
+                    "champion.json": json.dumps(lineage, indent=2, sort_keys=True) + "\n",
+                    "README.md": card,
+                },
             )
         except MergeVerificationError as exc:
-            raise fail(f"merged_model: {exc}. The previous export was kept.") from None
+            raise fail(f"merged_model: {exc} The previous export was kept.") from None
+    context.log.info(
+        f"merged_model: the {settings.dtype} export differs from adapter-on-base by "
+        f"{result['max_abs_logit_diff']:.3g} (allowed {result['allowed_max_abs_logit_diff']:.3g}); "
+        "model card written"
+    )
     metadata = {
+        "model_card": dg.MetadataValue.md(card(result)),
         "champion_version": champion["version"],
         "base_model": champion["tags"].get("base_model", "?"),
         **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))},

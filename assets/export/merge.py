@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import json
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,42 +26,123 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 VERIFICATION_FILE = "merge_verification.json"
+# Machine epsilon (the gap between 1 and the next float) of each export dtype: IEEE 754 binary32 and
+# binary16 keep 23 and 10 fraction bits, bfloat16 keeps 7. Rounding a weight to the dtype changes it by up
+# to half of this, relative; through the layers the logits move by a few epsilon of their scale.
+MACHINE_EPSILON = {"float32": 2.0**-23, "bfloat16": 2.0**-7, "float16": 2.0**-10}
 
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """The ``export`` section of params.yaml, validated; see the comments there."""
+    """The ``export`` section of params.yaml, validated; see the comments there.
+
+    ``logit_tolerance_<dtype>``: the largest |logit difference| allowed between the merged model and
+    adapter-on-base, as a fraction of the logit scale (the largest |reference logit|, at least 1), for an
+    export in that dtype.
+    """
 
     dtype: str
-    max_abs_logit_diff: float
+    logit_tolerance_float32: float
+    logit_tolerance_bfloat16: float
+    logit_tolerance_float16: float
     verify_prompts: int
 
     def __post_init__(self) -> None:
         problems = []
         if self.dtype not in DTYPES:
             problems.append(f"export.dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
-        diff = self.max_abs_logit_diff
-        if isinstance(diff, bool) or not isinstance(diff, (int, float)) or not diff >= 0:
-            problems.append(f"export.max_abs_logit_diff must be a number >= 0; got {diff!r}")
+        for name, value in self.tolerances.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                problems.append(f"export.logit_tolerance_{name} must be a number >= 0; got {value!r}")
         count = self.verify_prompts
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             problems.append(f"export.verify_prompts must be a positive integer; got {count!r}")
         if problems:
             raise ValueError("; ".join(problems) + ". Fix it in params.yaml (section export).")
 
+    @property
+    def tolerances(self) -> dict[str, float]:
+        """Export dtype -> logit tolerance."""
+        return {dtype: getattr(self, f"logit_tolerance_{dtype}") for dtype in DTYPES}
+
+
+def allowed_difference(tolerance: float, logit_scale: float) -> float:
+    """The largest |logit difference| allowed: ``tolerance`` times the logit scale, at least 1 (rounding
+    errors are relative to the size of what is computed; below 1 the tolerance is absolute)."""
+    return tolerance * max(1.0, logit_scale)
+
 
 class MergeVerificationError(RuntimeError):
-    """The merged model's logits differ from the adapter-on-base logits by more than allowed."""
+    """The merged model's logits differ from the adapter-on-base logits by more than allowed.
 
-    def __init__(self, stage: str, measured: float, allowed: float) -> None:
-        super().__init__(
-            f"Merged model ({stage}) differs from adapter-on-base by max |logit diff| = {measured:.3g}, more "
-            f"than export.max_abs_logit_diff = {allowed:.3g} (params.yaml). The merge is not faithful: check "
-            "that the adapter was trained on this base model and quantization, or export in float32."
+    ``float32_measured``/``float32_allowed``: the same merge measured in float32, when a lower-precision
+    export failed; it tells the dtype's rounding (float32 passes) from an unfaithful merge (it fails too).
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        measured: float,
+        allowed: float,
+        *,
+        dtype: str = "float32",
+        tolerance: float | None = None,
+        logit_scale: float = 1.0,
+        float32_measured: float | None = None,
+        float32_allowed: float | None = None,
+    ) -> None:
+        setting = f"export.logit_tolerance_{dtype}"
+        tolerance = allowed if tolerance is None else tolerance
+        head = (
+            f"Merged model ({stage}, {dtype}) differs from adapter-on-base by max |logit diff| = "
+            f"{measured:.3g}, more than the {allowed:.3g} allowed ({setting} = {tolerance:.3g} x logit scale "
+            f"{max(1.0, logit_scale):.3g})."
         )
+        unfaithful = (
+            "The merge is not faithful: check that the adapter was trained on this base model and "
+            "quantization (its training_config.json)."
+        )
+        if dtype == "float32":
+            cause = unfaithful
+        elif (
+            float32_measured is not None
+            and float32_allowed is not None
+            and float32_measured <= float32_allowed
+        ):
+            epsilons = measured / max(1.0, logit_scale) / MACHINE_EPSILON[dtype]
+            suggested = _round_up(2 * measured / max(1.0, logit_scale))
+            cause = (
+                f"The cause is the {dtype} dtype, not the merge: in float32 the same merge differs by only "
+                f"{float32_measured:.3g}. {dtype} keeps {_fraction_bits(dtype)} fraction bits (machine "
+                f"epsilon {MACHINE_EPSILON[dtype]:.3g}), and rounding the merged weights moved the logits by "
+                f"{epsilons:.1f} epsilon of their scale. Set {setting} to {suggested:.2g} or more in "
+                "params.yaml to accept that rounding, or export in float32 (export.dtype)."
+            )
+        else:
+            checked = (
+                "" if float32_measured is None else f" (max |logit diff| {float32_measured:.3g} in float32)"
+            )
+            cause = (
+                f"It fails in float32 as well{checked}, so {dtype} rounding is not the cause. {unfaithful}"
+            )
+        super().__init__(f"{head} {cause}")
         self.stage = stage
         self.measured = measured
         self.allowed = allowed
+        self.dtype = dtype
+        self.float32_measured = float32_measured
+
+
+def _fraction_bits(dtype: str) -> int:
+    return round(-math.log2(MACHINE_EPSILON[dtype]))
+
+
+def _round_up(value: float) -> float:
+    """``value`` rounded up to one significant digit (0.0078 -> 0.008), for a suggested setting."""
+    if value <= 0:
+        return 0.0
+    magnitude = 10 ** math.floor(math.log10(value))
+    return math.ceil(value / magnitude) * magnitude
 
 
 def _logits(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -82,48 +165,18 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def merge_and_verify(
+def _merged_and_reference(
+    *,
     base_dir: Path,
     adapter_dir: Path,
-    out_dir: Path,
-    *,
+    batch: dict[str, torch.Tensor],
+    quantization: str | None,
     dtype: str,
-    max_abs_logit_diff: float,
-    verify_prompts: list[str],
-    device: str = "cpu",
-    extra_files: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Merge ``adapter_dir`` into the de-quantized base of ``base_dir`` and save it to ``out_dir``.
-
-    Raises MergeVerificationError when the merged model, in memory or reloaded from disk, differs from
-    adapter-on-base by more than ``max_abs_logit_diff`` on ``verify_prompts``. ``extra_files`` (name ->
-    text) are written beside the model, in the same atomic replacement. Returns the measured
-    differences, the top-1 token agreement and the parameter count.
-    """
+    device: str,
+) -> tuple[PreTrainedModel, torch.Tensor, torch.Tensor]:
+    """The merged model in ``dtype``, its logits on ``batch`` and those of adapter-on-base (the base
+    loaded as in training, computing in ``dtype``)."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not verify_prompts:
-        raise InputError(
-            "No prompt to verify the merge on: test_split has no user turn. Materialize split with a "
-            "non-empty test split."
-        )
-    if not max_abs_logit_diff >= 0:
-        raise InputError(
-            f"export.max_abs_logit_diff must be >= 0; got {max_abs_logit_diff!r}. Fix it in params.yaml."
-        )
-    if dtype not in DTYPES:
-        raise InputError(
-            f"export.dtype must be one of {', '.join(DTYPES)}; got {dtype!r}. Fix it in params.yaml."
-        )
-    # Load the base exactly as it was during training.
-    quantization = read_training_record(adapter_dir).quantization
-    weight_dtype = torch_dtype(dtype)
-    # The adapter directory holds the tokenizer exactly as used in training.
-    tokenizer = AutoTokenizer.from_pretrained(adapter_dir, local_files_only=True)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    batch = dict(tokenizer(list(verify_prompts), padding=True, return_tensors="pt"))
 
     reference_model = PeftModel.from_pretrained(
         load_causal_lm(base_dir, quantization=quantization, dtype=dtype, device=device), adapter_dir
@@ -135,19 +188,86 @@ def merge_and_verify(
     base = load_causal_lm(base_dir, quantization=quantization, dtype=dtype, device=device)
     if quantization is not None:
         base = base.dequantize()
-    base = base.to(weight_dtype)
+    base = base.to(torch_dtype(dtype))
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    merged_logits = _logits(merged, batch)
+    return merged, _logits(merged, batch), reference
+
+
+def merge_and_verify(
+    base_dir: Path,
+    adapter_dir: Path,
+    out_dir: Path,
+    *,
+    dtype: str,
+    tolerances: dict[str, float],
+    verify_prompts: list[str],
+    device: str = "cpu",
+    extra_files: Mapping[str, str | Callable[[dict[str, Any]], str]] | None = None,
+) -> dict[str, Any]:
+    """Merge ``adapter_dir`` into the de-quantized base of ``base_dir`` and save it to ``out_dir`` in
+    ``dtype``, with the training tokenizer (and its chat template) and a generation config.
+
+    ``tolerances`` maps each dtype to its logit tolerance (see :func:`allowed_difference`). Raises
+    MergeVerificationError when the merged model, in memory or reloaded from disk, differs from
+    adapter-on-base by more than that on ``verify_prompts``; for a bfloat16 or float16 export the same
+    merge is then measured in float32, so the error can say whether the dtype is the cause.
+    ``extra_files`` (name -> text, or a function of the returned report giving the text, as for the
+    model card) are written beside the model, in the same atomic replacement. Returns
+    the measured differences, the allowed one, the top-1 token agreement and the parameter count.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    if not verify_prompts:
+        raise InputError(
+            "No prompt to verify the merge on: test_split has no user turn. Materialize split with a "
+            "non-empty test split."
+        )
+    if dtype not in DTYPES:
+        raise InputError(
+            f"export.dtype must be one of {', '.join(DTYPES)}; got {dtype!r}. Fix it in params.yaml."
+        )
+    for name in DTYPES:
+        value = tolerances.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise InputError(
+                f"export.logit_tolerance_{name} must be a number >= 0; got {value!r}. Fix it in params.yaml."
+            )
+    # Load the base exactly as it was during training.
+    quantization = read_training_record(adapter_dir).quantization
+    # The adapter directory holds the tokenizer exactly as used in training.
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    batch = dict(tokenizer(list(verify_prompts), padding=True, return_tensors="pt"))
+    options = {
+        "base_dir": base_dir,
+        "adapter_dir": adapter_dir,
+        "quantization": quantization,
+        "device": device,
+    }
+
+    merged, merged_logits, reference = _merged_and_reference(batch=batch, dtype=dtype, **options)
+    scale = float(reference.abs().max())
+    allowed = allowed_difference(tolerances[dtype], scale)
     measured = float((merged_logits - reference).abs().max())
-    if measured > max_abs_logit_diff:
-        raise MergeVerificationError("in memory", measured, max_abs_logit_diff)
     top1 = float((merged_logits.argmax(-1) == reference.argmax(-1)).float().mean())
+    if measured > allowed:
+        del merged
+        _free_memory()
+        raise _verification_error("in memory", measured, allowed, dtype, tolerances, scale, batch, options)
     parameters = int(merged.num_parameters())
 
     with atomic_directory(out_dir) as staging:
         merged.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        del merged, base
+        if not (staging / "generation_config.json").is_file():
+            # A base without one: generation still has to know where answers end.
+            GenerationConfig(
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            ).save_pretrained(staging)
+        del merged
         _free_memory()
         config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
         if "quantization_config" in config:
@@ -156,20 +276,25 @@ def merge_and_verify(
                 f"({config['quantization_config']}); a merged model must be a plain transformers model."
             )
         reloaded_model = AutoModelForCausalLM.from_pretrained(
-            staging, dtype=weight_dtype, device_map={"": device}, local_files_only=True
+            staging, dtype=torch_dtype(dtype), device_map={"": device}, local_files_only=True
         )
         reloaded = float((_logits(reloaded_model, batch) - reference).abs().max())
         del reloaded_model
         _free_memory()
-        if reloaded > max_abs_logit_diff:
-            raise MergeVerificationError("reloaded from disk", reloaded, max_abs_logit_diff)
+        if reloaded > allowed:
+            raise _verification_error(
+                "reloaded from disk", reloaded, allowed, dtype, tolerances, scale, batch, options
+            )
         report = {
             "max_abs_logit_diff": measured,
             "reloaded_max_abs_logit_diff": reloaded,
-            "allowed_max_abs_logit_diff": max_abs_logit_diff,
+            "allowed_max_abs_logit_diff": allowed,
+            "logit_tolerance": tolerances[dtype],
+            "logit_scale": scale,
             "top1_agreement": top1,
             "parameters": parameters,
             "dtype": dtype,
+            "machine_epsilon": MACHINE_EPSILON[dtype],
             "trained_quantization": quantization,
             "verify_prompts": len(verify_prompts),
         }
@@ -177,5 +302,31 @@ def merge_and_verify(
             json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
         for name, text in (extra_files or {}).items():
-            (staging / name).write_text(text, encoding="utf-8")
+            (staging / name).write_text(text if isinstance(text, str) else text(report), encoding="utf-8")
     return report
+
+
+def _verification_error(
+    stage: str,
+    measured: float,
+    allowed: float,
+    dtype: str,
+    tolerances: dict[str, float],
+    scale: float,
+    batch: dict[str, torch.Tensor],
+    options: dict[str, Any],
+) -> MergeVerificationError:
+    """The error for a failed check; for a lower-precision export, after measuring the same merge in
+    float32 (one more pair of loads, paid only on failure) to tell rounding from an unfaithful merge."""
+    float32: dict[str, float] = {}
+    if dtype != "float32":
+        merged, logits, reference = _merged_and_reference(batch=batch, dtype="float32", **options)
+        del merged
+        _free_memory()
+        float32 = {
+            "float32_measured": float((logits - reference).abs().max()),
+            "float32_allowed": allowed_difference(tolerances["float32"], float(reference.abs().max())),
+        }
+    return MergeVerificationError(
+        stage, measured, allowed, dtype=dtype, tolerance=tolerances[dtype], logit_scale=scale, **float32
+    )
