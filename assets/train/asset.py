@@ -98,6 +98,11 @@ def adapter(
         "gradient_checkpointing": result.gradient_checkpointing,
         "group_by_length": settings.group_by_length,
         "resumed_from_step": result.resumed_from_step,
+        "rows_longer_than_max_seq_length": result.truncation.longer_than_limit,
+        "answers_cut_by_max_seq_length": result.truncation.answers_cut,
+        "truncation": settings.truncation,
+        "rows_dropped_cut_answer": result.truncation.dropped_cut_answer,
+        "rows_dropped_no_answer_token": result.truncation.dropped_no_answer_token,
         "loss_curve": dg.MetadataValue.md(
             markdown_image(
                 loss_curve_png(

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from assets.train.methods import METHOD_SETTINGS, Method, method_settings
+from assets.train.truncation import TRUNCATION_RULES
 from resources.model_loading import QUANTIZATIONS
 
 GRADIENT_CHECKPOINTING = ("auto", "always", "never")
@@ -33,6 +34,7 @@ class TrainSettings:
     batch_size: int
     gradient_accumulation_steps: int
     max_seq_length: int
+    truncation: str
     warmup_ratio: float
     lr_scheduler: str
     weight_decay: float
@@ -107,6 +109,8 @@ class TrainSettings:
             )
         if self.max_steps == -1 and not self.epochs > 0:
             problems.append(f"epochs must be > 0 when max_steps is -1; got {self.epochs!r}")
+        if self.truncation not in TRUNCATION_RULES:
+            problems.append(f"truncation must be one of {TRUNCATION_RULES}; got {self.truncation!r}")
         if self.lr_scheduler not in LR_SCHEDULERS:
             problems.append(f"lr_scheduler must be one of {LR_SCHEDULERS}; got {self.lr_scheduler!r}")
         if self.gradient_checkpointing not in GRADIENT_CHECKPOINTING:

@@ -22,13 +22,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assets.shared.chat import pad_batch, tokenize_rows
+from assets.shared.chat import pad_batch
 from assets.shared.errors import InputError
 from assets.shared.training_record import TrainingRecord
 from assets.train.checkpoints import completion_callback, last_complete_checkpoint
 from assets.train.methods.adalora import rank_allocation_callback
 from assets.train.progress import progress_callback
 from assets.train.settings import TrainSettings
+from assets.train.truncation import TruncationCounts, fit_rows
 from resources.artifacts import atomic_directory
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class TrainResult:
     mergeable: bool
     gradient_checkpointing: bool
     resumed_from_step: int | None
+    truncation: TruncationCounts
     model: Any = field(repr=False, default=None)
 
 
@@ -126,7 +128,9 @@ def train_adapter(
     """Train ``model`` (wrapped in place) with ``settings.method`` and write the result to ``out_dir``
     atomically.
 
-    Rows are canonical examples (a ``messages`` list each); the loss covers assistant tokens only.
+    Rows are canonical examples (a ``messages`` list each); the loss covers assistant tokens only. Rows
+    longer than ``max_seq_length`` follow ``settings.truncation`` (assets/train/truncation.py) and are
+    counted in ``truncation``.
     ``inputs`` (asset key -> DVC md5 of the base and splits trained from) goes into the training record,
     so evaluation and registration can refuse an adapter trained on other data. ``base_model_source``
     names the base as the base_model asset recorded it (a hub id, a directory as configured, or
@@ -148,12 +152,19 @@ def train_adapter(
             f"train.optimizer = {settings.optimizer!r} (params.yaml) is not a transformers optimizer; "
             f"choose one of {sorted(allowed_optimizers)}."
         )
-    train_features = tokenize_rows(tokenizer, train_rows, max_seq_length=settings.max_seq_length)
-    eval_features = tokenize_rows(tokenizer, validation_rows, max_seq_length=settings.max_seq_length)
+    limit, rule = settings.max_seq_length, settings.truncation
+    train_features, truncation = fit_rows(tokenizer, train_rows, max_seq_length=limit, rule=rule)
+    eval_features, _ = fit_rows(tokenizer, validation_rows, max_seq_length=limit, rule=rule)
     if not train_features:
         raise InputError(
-            "No training row has an assistant token within train.max_seq_length "
-            f"({settings.max_seq_length}): check that train_split is not empty and has assistant answers."
+            f"No training row has an assistant token within train.max_seq_length ({limit}) under "
+            f"train.truncation {rule!r}: check that train_split is not empty and has assistant answers."
+        )
+    if log is not None and truncation.answers_cut:
+        log(
+            f"{truncation.answers_cut} of {truncation.rows} training rows have an answer cut by "
+            f"train.max_seq_length ({limit}); train.truncation {rule!r}: "
+            + ("the cut answers are not trained" if rule == "trim" else "those rows are dropped")
         )
     total_steps = settings.total_steps(len(train_features))
     try:
@@ -284,6 +295,7 @@ def train_adapter(
         mergeable=chosen.mergeable,
         gradient_checkpointing=settings.use_gradient_checkpointing,
         resumed_from_step=int(resume_from.name.split("-")[1]) if resume_from else None,
+        truncation=truncation,
         model=model,
     )
 
