@@ -4,6 +4,7 @@ output saves, reloads and gives the same logits; wrong or meaningless settings f
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,50 @@ def test_the_record_of_an_old_adapter_still_reads_as_mergeable_qlora(tmp_path: P
     )
     record = read_training_record(tmp_path)
     assert (record.method, record.mergeable) == ("qlora", True)
+
+
+@pytest.mark.slow
+def test_cosine_schedule_length_grouping_and_checkpointing_train_together(
+    base_dir: Path, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    settings = _settings(
+        method="lora",
+        quantization=None,
+        max_steps=8,
+        batch_size=2,
+        warmup_ratio=0.25,
+        lr_scheduler="cosine",
+        group_by_length=True,
+        gradient_checkpointing="always",
+        log_every_steps=1,
+    )
+    model = load_causal_lm(base_dir, quantization=None, dtype="float32", device="cpu")
+    rows = _rows(4) + [
+        {
+            "messages": [
+                {"role": "user", "content": "Say " + "many words " * n},
+                {"role": "assistant", "content": "ok"},
+            ]
+        }
+        for n in (3, 9, 15, 21)
+    ]
+    result = train_adapter(
+        model,
+        load_tokenizer(base_dir),
+        rows,
+        [],
+        settings,
+        tmp_path / "out",
+        base_model_source="embedded",
+        log=lines.append,
+    )
+    assert result.gradient_checkpointing and result.steps == 8
+    rates = [
+        float(line.split("learning rate ")[1].split(",")[0]) for line in lines if "learning rate" in line
+    ]
+    # Warmup (two steps) up to the peak learning rate, then a cosine decay towards 0.
+    peak = rates.index(max(rates))
+    assert 1 <= peak <= 2 and rates[peak] == pytest.approx(0.02, rel=0.01)
+    assert all(a < b for a, b in itertools.pairwise(rates[: peak + 1]))
+    assert all(a > b for a, b in itertools.pairwise(rates[peak:])) and rates[-1] < 0.1 * rates[peak]

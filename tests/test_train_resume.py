@@ -21,6 +21,7 @@ from assets.train.checkpoints import (
     checkpoints,
     last_complete_checkpoint,
     mark_complete,
+    run_key,
     work_dir_for,
 )
 from assets.train.settings import TrainSettings
@@ -108,6 +109,14 @@ def test_checkpoints_without_a_marker_are_skipped_and_removed(tmp_path: Path) ->
     assert not (tmp_path / "checkpoint-6").exists()
     assert last_complete_checkpoint(tmp_path / "missing") is None
     assert work_dir_for(tmp_path, "abc") == tmp_path / ".cache" / "train" / "abc"
+
+
+def test_the_run_key_follows_inputs_and_decisive_settings_only() -> None:
+    key = run_key({"train_split": "aa"}, {"lora_r": 8, "log_every_steps": 10}, "embedded")
+    assert key == run_key({"train_split": "aa"}, {"lora_r": 8, "log_every_steps": 1}, "embedded")
+    assert key != run_key({"train_split": "ab"}, {"lora_r": 8, "log_every_steps": 10}, "embedded")
+    assert key != run_key({"train_split": "aa"}, {"lora_r": 4, "log_every_steps": 10}, "embedded")
+    assert key != run_key({"train_split": "aa"}, {"lora_r": 8, "log_every_steps": 10}, "acme/base")
 
 
 @pytest.mark.slow

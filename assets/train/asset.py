@@ -43,8 +43,7 @@ def adapter(
     (`save_pretrained`; the whole model for `full`), the tokenizer, `training_config.json` (the
     resolved settings, the method and the base it was trained on), `loss_history.json` and
     `validation_history.json`. A killed run resumes from its last checkpoint in `.cache/train/`."""
-    from assets.params import settings_hash
-    from assets.train.checkpoints import work_dir_for
+    from assets.train.checkpoints import run_key, work_dir_for
     from assets.train.plot import loss_curve_png, markdown_image
     from assets.train.settings import TrainSettings
     from assets.train.training import train_adapter
@@ -65,8 +64,7 @@ def adapter(
     # Hashed before training: the record says what this adapter was trained from.
     inputs = {key: store.md5(key) for key in ("base_model", "train_split", "validation_split")}
     # Checkpoints are kept per inputs and settings: a re-run after a kill resumes only the same run.
-    run_key = settings_hash({"inputs": inputs, "settings": config.model_dump(), "base": base_source})
-    work_dir = work_dir_for(Path(storage.root), run_key)
+    work_dir = work_dir_for(Path(storage.root), run_key(inputs, config.model_dump(), base_source))
     with user_errors("adapter"):
         result = train_adapter(
             model,

@@ -11,12 +11,25 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from assets.params import settings_hash
 
 COMPLETE_MARKER = "COMPLETE"
 WORK_DIR = Path(".cache") / "train"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# Settings that change what is reported or how often it is saved, never the weights: a run may resume
+# with other values of these.
+RESUME_NEUTRAL_SETTINGS = ("log_every_steps", "log_every_seconds", "save_steps")
+
+
+def run_key(inputs: Mapping[str, str], settings: Mapping[str, Any], base_model_source: str) -> str:
+    """The work directory name of a run: a hash of its inputs' md5s, the base and every setting that
+    can change the result, so a run resumes only its own checkpoints."""
+    decisive = {k: v for k, v in settings.items() if k not in RESUME_NEUTRAL_SETTINGS}
+    return settings_hash({"inputs": dict(inputs), "settings": decisive, "base": base_model_source})
 
 
 def work_dir_for(root: Path, key: str) -> Path:
