@@ -70,6 +70,7 @@ def _materialize_with_instance(root: Path, config: dict[str, Any]) -> tuple[Any,
     from pipelines.io_manager import ArtifactIOManager
     from resources.dvc import DvcResource
     from resources.models import ModelLoader
+    from resources.registry import ModelRegistry
     from resources.storage import StorageResource
 
     storage = StorageResource(root=str(root))
@@ -82,6 +83,9 @@ def _materialize_with_instance(root: Path, config: dict[str, Any]) -> tuple[Any,
             "io_manager": ArtifactIOManager(storage=storage),
             "dvc": DvcResource(root=str(root), enabled=False),
             "models": ModelLoader(embedded_root=str(root / "models" / "embedded")),
+            "registry": ModelRegistry(
+                tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_location=str(root / "mlartifacts")
+            ),
         },
         run_config={"ops": {"adapter": {"config": config}}},
         instance=instance,
@@ -107,7 +111,7 @@ def test_the_adapter_shows_progress_curves_and_method(tmp_path: Path, tiny_base:
     # What a user reads in the run's log while it trains.
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     progress = [m for m in messages if m.startswith("step ")]
-    assert any(m.startswith("step 2/4: loss") and "tokens/s" in m and "ETA" in m for m in progress), progress
+    assert any(m.startswith("step 4/4: loss") and "tokens/s" in m and "ETA" in m for m in progress), progress
     assert any(m.startswith("step 2/4: validation loss") for m in progress), progress
     assert "training: 4 optimizer steps" in messages
     assert not any((tmp_path / ".cache" / "train").glob("*/checkpoint-*")), "checkpoints left behind"
