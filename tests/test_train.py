@@ -1,4 +1,4 @@
-"""Assistant-only tokenization (assets/train/tokenize.py) and QLoRA training (assets/train/qlora.py)."""
+"""Assistant-only tokenization (assets/shared/chat.py), train settings and QLoRA training (assets/train/)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from assets.shared.chat import (
     tokenize_rows,
 )
 from assets.shared.training_record import TRAINING_CONFIG_FILE, read_training_record
-from assets.train.qlora import LOSS_HISTORY_FILE, TrainSettings, train_adapter
+from assets.train.settings import TrainSettings
+from assets.train.training import LOSS_HISTORY_FILE, VALIDATION_HISTORY_FILE, train_adapter
 from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +148,7 @@ def test_split_last_answer() -> None:
 
 
 def test_settings_from_params_yaml_are_valid_and_normalized() -> None:
-    settings = _settings(target_modules=["q_proj", "v_proj"], quantization="none")
+    settings = _settings(target_modules=["q_proj", "v_proj"], quantization="none", method="lora")
     assert settings.target_modules == ("q_proj", "v_proj") and settings.quantization is None
     with pytest.raises(ValueError, match=r"unknown keys \['lr'\]"):
         TrainSettings.from_mapping({**dataclasses.asdict(settings), "lr": 0.1})
@@ -204,10 +205,12 @@ def test_train_adapter_learns_and_writes_a_reproducible_adapter(base_dir: Path, 
         "tokenizer.json",
         TRAINING_CONFIG_FILE,
         LOSS_HISTORY_FILE,
+        VALIDATION_HISTORY_FILE,
     }
     assert PeftConfig.from_pretrained(out).r == 8
     record = json.loads((out / TRAINING_CONFIG_FILE).read_text())
     assert record["settings"]["quantization"] == "nf4" and record["steps"] == 8
+    assert (record["method"], record["mergeable"]) == ("qlora", True)
     assert record["base_model"]["source"] == "embedded"
     assert read_training_record(out).quantization == "nf4" and read_training_record(out).max_seq_length == 64
     assert "transformers" in record["library_versions"]
@@ -252,7 +255,7 @@ def test_full_precision_lora_reports_no_validation_loss_without_validation_rows(
     base_dir: Path, tmp_path: Path
 ) -> None:
     model = load_causal_lm(base_dir, quantization=None, dtype="float32", device="cpu")
-    settings = _settings(quantization=None, max_steps=2)
+    settings = _settings(method="lora", quantization=None, max_steps=2)
     result = train_adapter(
         model, load_tokenizer(base_dir), _rows(8), [], settings, tmp_path / "a", base_model_source="embedded"
     )

@@ -41,6 +41,11 @@ class TrainingRecord:
     total_params: int = 0
     # Asset key -> DVC md5 of what the adapter was trained from (base_model, train and validation splits).
     inputs: dict[str, str] = field(default_factory=dict)
+    # The train.method (assets/train/methods/); records written before methods existed were QLoRA.
+    method: str = "qlora"
+    # Whether the result can be merged into the base weights. False for soft prompts (prefix, prompt,
+    # p_tuning: nothing in the base changes) and for full fine-tuning (the directory is the whole model).
+    mergeable: bool = True
 
     @property
     def quantization(self) -> str | None:

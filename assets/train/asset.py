@@ -1,4 +1,4 @@
-"""adapter: a QLoRA adapter trained on train_split and measured on validation_split."""
+"""adapter: a PEFT adapter (QLoRA by default) trained on train_split and measured on validation_split."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,15 +38,23 @@ def adapter(
     dvc: DvcResource,
     models: ModelLoader,
 ) -> Iterator[dg.MaterializeResult]:
-    """A LoRA adapter for the base model, trained QLoRA-style (base loaded in 4-bit NF4 with double
-    quantization) on train_split, loss on assistant tokens only. The directory holds the adapter
-    (`save_pretrained`), the tokenizer, `training_config.json` (the resolved settings and the base it
-    was trained on) and `loss_history.json`."""
+    """An adapter for the base model trained on train_split with `train.method` (QLoRA by default: LoRA
+    on the base loaded in 4-bit NF4), loss on assistant tokens only. The directory holds the adapter
+    (`save_pretrained`; the whole model for `full`), the tokenizer, `training_config.json` (the
+    resolved settings, the method and the base it was trained on), `loss_history.json` and
+    `validation_history.json`. A killed run resumes from its last checkpoint in `.cache/train/`."""
+    from assets.train.checkpoints import run_key, work_dir_for
     from assets.train.plot import loss_curve_png, markdown_image
-    from assets.train.qlora import TrainSettings, train_adapter
+    from assets.train.settings import TrainSettings
+    from assets.train.training import train_adapter
 
     stopwatch = Stopwatch()
+    # Checked before the base model loads: a wrong method or setting fails in seconds.
     settings = stage_settings(TrainSettings, config.model_dump())
+    if settings.method == "adalora":
+        # AdaLoRA's rank schedule must fit the run: checked on the row count before the base loads.
+        with user_errors("adapter"):
+            settings.method_config.check_schedule(settings.total_steps(len(train_split)))
     base_source = models.base_record(base_model)["source"]
     model = models.causal_lm(base_model, quantization=settings.quantization)
     tokenizer = models.tokenizer(base_model)
@@ -55,6 +63,8 @@ def adapter(
     out_dir = store.path("adapter")
     # Hashed before training: the record says what this adapter was trained from.
     inputs = {key: store.md5(key) for key in ("base_model", "train_split", "validation_split")}
+    # Checkpoints are kept per inputs and settings: a re-run after a kill resumes only the same run.
+    work_dir = work_dir_for(Path(storage.root), run_key(inputs, config.model_dump(), base_source))
     with user_errors("adapter"):
         result = train_adapter(
             model,
@@ -65,6 +75,8 @@ def adapter(
             out_dir,
             base_model_source=base_source,
             inputs=inputs,
+            work_dir=work_dir,
+            log=context.log.info,
         )
     losses = [h["loss"] for h in result.loss_history if "loss" in h]
     metadata = {
@@ -79,8 +91,23 @@ def adapter(
         "total_params": result.total_params,
         "train_runtime_s": round(result.train_runtime_s, 2),
         "quantization": settings.quantization or "none",
+        "method": result.method,
+        "mergeable": result.mergeable,
+        "gradient_checkpointing": result.gradient_checkpointing,
+        "group_by_length": settings.group_by_length,
+        "resumed_from_step": result.resumed_from_step,
+        "rows_longer_than_max_seq_length": result.truncation.longer_than_limit,
+        "answers_cut_by_max_seq_length": result.truncation.answers_cut,
+        "truncation": settings.truncation,
+        "rows_dropped_cut_answer": result.truncation.dropped_cut_answer,
+        "rows_dropped_no_answer_token": result.truncation.dropped_no_answer_token,
         "loss_curve": dg.MetadataValue.md(
-            markdown_image(loss_curve_png(result.loss_history, title="adapter training loss"), "loss curve")
+            markdown_image(
+                loss_curve_png(
+                    result.loss_history, validation=result.validation_history, title="adapter loss"
+                ),
+                "training and validation loss",
+            )
         ),
     }
     yield from record_stage(context, config, storage, dvc, {"adapter": metadata}, stopwatch)

@@ -1,0 +1,188 @@
+"""The ``train`` section of params.yaml, validated: what every method shares, plus the method's own
+settings (resolved through the method table, assets/train/methods/). Framework-free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from assets.train.methods import METHOD_SETTINGS, Method, method_settings
+from assets.train.truncation import TRUNCATION_RULES
+from resources.model_loading import QUANTIZATIONS
+
+GRADIENT_CHECKPOINTING = ("auto", "always", "never")
+LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Every ``train`` setting but ``base_model`` (see params.yaml for what each means).
+
+    ``method`` picks a row of the method table; the method-specific keys (``lora_r``, ``adalora_init_r``,
+    ``num_virtual_tokens``...) are checked by that method's settings class (:attr:`method_config`), and
+    those of other methods must stay at their defaults. Raises ValueError naming each wrong setting.
+    """
+
+    method: str
+    quantization: str | None
+    learning_rate: float
+    epochs: float
+    max_steps: int
+    batch_size: int
+    gradient_accumulation_steps: int
+    max_seq_length: int
+    truncation: str
+    warmup_ratio: float
+    lr_scheduler: str
+    weight_decay: float
+    optimizer: str
+    gradient_checkpointing: str
+    group_by_length: bool
+    seed: int
+    eval_steps: int
+    save_steps: int
+    log_every_steps: int
+    log_every_seconds: float
+    # Method-specific (assets/train/methods/): LoRA family, AdaLoRA, IA3, soft prompts.
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    target_modules: Any
+    adalora_init_r: int
+    adalora_target_r: int
+    adalora_tinit: int
+    adalora_tfinal: int
+    adalora_delta_t: int
+    ia3_target_modules: Any
+    ia3_feedforward_modules: Any
+    num_virtual_tokens: int
+
+    def __post_init__(self) -> None:
+        for name in ("target_modules", "ia3_target_modules", "ia3_feedforward_modules"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        # YAML users write "none" as often as null for "no quantization".
+        if isinstance(self.quantization, str) and self.quantization.lower() == "none":
+            object.__setattr__(self, "quantization", None)
+        problems = self._generic_problems()
+        try:
+            chosen, config = method_settings(self.method, asdict(self))
+        except ValueError as exc:
+            problems.append(str(exc).removeprefix("Invalid ").rstrip("."))
+        else:
+            problems += self._method_problems(chosen)
+            object.__setattr__(self, "_method", (chosen, config))
+        if problems:
+            raise ValueError(
+                "Invalid train settings (params.yaml, section train): " + "; ".join(problems) + "."
+            )
+
+    def _generic_problems(self) -> list[str]:
+        problems = []
+        if self.quantization is not None and self.quantization not in QUANTIZATIONS:
+            problems.append(f"quantization must be null or one of {QUANTIZATIONS}; got {self.quantization!r}")
+        for name in (
+            "batch_size",
+            "gradient_accumulation_steps",
+            "max_seq_length",
+            "eval_steps",
+            "save_steps",
+            "log_every_steps",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name} must be a positive integer; got {value!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            problems.append(f"warmup_ratio must be in [0, 1); got {self.warmup_ratio!r}")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be > 0; got {self.learning_rate!r}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0; got {self.weight_decay!r}")
+        if not self.log_every_seconds > 0:
+            problems.append(f"log_every_seconds must be > 0; got {self.log_every_seconds!r}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            problems.append(
+                f"max_steps must be -1 (use epochs) or a positive integer; got {self.max_steps!r}"
+            )
+        if self.max_steps == -1 and not self.epochs > 0:
+            problems.append(f"epochs must be > 0 when max_steps is -1; got {self.epochs!r}")
+        if self.truncation not in TRUNCATION_RULES:
+            problems.append(f"truncation must be one of {TRUNCATION_RULES}; got {self.truncation!r}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            problems.append(f"lr_scheduler must be one of {LR_SCHEDULERS}; got {self.lr_scheduler!r}")
+        if self.gradient_checkpointing not in GRADIENT_CHECKPOINTING:
+            problems.append(
+                f"gradient_checkpointing must be one of {GRADIENT_CHECKPOINTING}; "
+                f"got {self.gradient_checkpointing!r}"
+            )
+        if not isinstance(self.group_by_length, bool):
+            problems.append(f"group_by_length must be true or false; got {self.group_by_length!r}")
+        return problems
+
+    def _method_problems(self, chosen: Method) -> list[str]:
+        problems = []
+        if chosen.quantization == "required" and self.quantization is None:
+            problems.append(
+                f"method {chosen.name!r} trains on a quantized base: set quantization to one of "
+                f"{QUANTIZATIONS}, or use method 'lora' for a full-precision base"
+            )
+        if chosen.quantization == "forbidden" and self.quantization is not None:
+            alternative = "'qlora'" if chosen.name == "lora" else "a PEFT method (qlora, dora, ...)"
+            problems.append(
+                f"method {chosen.name!r} trains a full-precision base: set quantization to null, or use "
+                f"{alternative} on a quantized base"
+            )
+        if not chosen.gradient_checkpointing and self.gradient_checkpointing == "always":
+            problems.append(
+                f"method {chosen.name!r} cannot train with gradient checkpointing (peft refuses it): set "
+                "gradient_checkpointing to 'auto' or 'never'"
+            )
+        return problems
+
+    @property
+    def method_entry(self) -> Method:
+        """The row of the method table ``method`` names."""
+        return self._method[0]  # type: ignore[attr-defined]
+
+    @property
+    def method_config(self) -> Any:
+        """The method family's validated settings (e.g. LoraSettings)."""
+        return self._method[1]  # type: ignore[attr-defined]
+
+    @property
+    def use_gradient_checkpointing(self) -> bool:
+        """``auto``: on for a quantized base, where memory is what QLoRA is for (and peft's
+        ``prepare_model_for_kbit_training`` default), off otherwise; never for methods that refuse it."""
+        if not self.method_entry.gradient_checkpointing or self.gradient_checkpointing == "never":
+            return False
+        return self.gradient_checkpointing == "always" or self.quantization is not None
+
+    def total_steps(self, train_examples: int) -> int:
+        """Optimizer steps of a one-process run over ``train_examples`` rows, as transformers' Trainer
+        counts them (the last partial batch and accumulation group count as steps)."""
+        if self.max_steps > 0:
+            return self.max_steps
+        batches = math.ceil(train_examples / self.batch_size)
+        per_epoch = max(math.ceil(batches / self.gradient_accumulation_steps), 1)
+        return math.ceil(self.epochs * per_epoch)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrainSettings:
+        """Build from the ``train`` section of params.yaml, naming unknown or missing keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        missing = sorted(known - set(values))
+        if unknown or missing:
+            raise ValueError(
+                f"params.yaml section train: unknown keys {unknown}, missing keys {missing}; "
+                f"expected exactly {sorted(known)}."
+            )
+        return cls(**values)
+
+
+def method_setting_names() -> set[str]:
+    """Every method-specific ``train`` key the method table declares (a test keeps TrainSettings in step)."""
+    return set(METHOD_SETTINGS)
