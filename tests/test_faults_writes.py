@@ -222,3 +222,18 @@ def test_each_run_has_its_own_scratch_and_a_killed_runs_is_removed(tmp_path: Pat
     assert not left.parent.exists()
     assert tempfile.gettempdir() == before
     assert list((tmp_path / SCRATCH_DIR).iterdir()) == []
+
+
+def test_weights_saved_by_transformers_get_the_users_umask(tmp_path: Path) -> None:
+    """transformers writes model.safetensors with mode 0600 whatever the umask; the directory swap
+    gives it the umask's mode like every other file of the model."""
+    from resources.model_loading import prepare_base_model
+
+    previous = os.umask(0o002)
+    try:
+        prepare_base_model("embedded", tmp_path / "base_model", seed=0)
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "base_model").iterdir()}
+    assert modes["model.safetensors"] == 0o664
+    assert set(modes.values()) == {0o664}
