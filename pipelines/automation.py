@@ -7,6 +7,9 @@ the definitions are reloaded; a run started here never relies on them. Each run 
 read: ``params_hash`` (of that run config) and, for the sensor, the raw file path and md5 it saw
 (``raw_path_requested``, ``raw_md5_requested``). ``raw_md5`` itself is written by raw_examples with the md5
 of the content it actually ingested.
+
+Both also fail runs a killed process left STARTED (pipelines/instance.py), which would otherwise hold the
+one run slot and keep every queued run waiting.
 """
 
 from __future__ import annotations
