@@ -31,6 +31,9 @@ run_monitoring:
   cancel_timeout_seconds: 300
   poll_interval_seconds: 60
 """
+# How Dagster's engine events name the process executing a run (dagster/_core/executor/in_process.py,
+# dagster/_cli/api.py).
+RUN_PROCESS_MESSAGES = ("Executing steps in process", "Started process for run")
 # Tag on runs started by this project's CLI: the host whose process ids the run's events refer to.
 HOST_TAG = "pipeline/host"
 
@@ -52,13 +55,15 @@ def run_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] 
     import dagster as dg
 
     records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, ascending=False, limit=50
+        run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, ascending=False, limit=200
     ).records
     for record in records:
         event = record.event_log_entry.dagster_event
         metadata = getattr(event.event_specific_data, "metadata", None) or {}
         pid = metadata.get("pid")
-        if pid is not None:
+        # Only the process that runs the whole run: a multiprocess executor also logs the pids of its
+        # step subprocesses, which end normally while the run goes on.
+        if pid is not None and (event.message or "").startswith(RUN_PROCESS_MESSAGES):
             return int(getattr(pid, "value", pid)), record.event_log_entry.timestamp
     return None
 
