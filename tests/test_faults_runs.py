@@ -117,3 +117,50 @@ def test_the_sensor_fails_an_orphan_so_queued_runs_can_start(tmp_path: Path) -> 
         )
         raw_data_changed(dg.build_sensor_context(instance=instance))
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+@pytest.mark.slow
+def test_a_clean_run_killed_between_its_renames_never_feeds_a_mismatched_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's case: `kill -9` during the clean stage's writes left clean_examples new and
+    rejected_examples old, and the next stage used the pair. Now the next run rolls the pair back
+    before anything reads it, and a clean re-run accounts for every raw row."""
+    from assets.stages import ARTIFACTS
+    from resources.artifacts import ArtifactStore, dvc_md5
+
+    root = copy_project(
+        tmp_path / "project", {"augment": {"enabled": False}, "clean": {"cleanlab_enabled": False}}
+    )
+
+    def materialize(stage: str) -> subprocess.CompletedProcess[str]:
+        return run_in(root, [sys.executable, "-m", "pipelines.materialize", stage], timeout=900)
+
+    for stage in ("raw_examples", "base_model", "clean"):
+        done = materialize(stage)
+        assert done.returncode == 0, done.stderr[-3000:]
+    paths = {key: root / "data" / f"{key}.parquet" for key in ("clean_examples", "rejected_examples")}
+    old = {key: dvc_md5(path) for key, path in paths.items()}
+
+    raw = root / "data" / "sample" / "examples.jsonl"
+    lines = raw.read_text().splitlines(keepends=True)
+    raw.write_text("".join(lines[: len(lines) // 2]))  # new data: a different pair
+    assert materialize("raw_examples").returncode == 0
+    monkeypatch.setenv(FAILPOINT_ENV, "datasets:renamed-1")
+    assert materialize("clean").returncode == -signal.SIGKILL
+    on_disk = {key: dvc_md5(path) for key, path in paths.items()}
+    assert on_disk["clean_examples"] != old["clean_examples"]  # the mismatch the kill left on disk
+    assert on_disk["rejected_examples"] == old["rejected_examples"]
+
+    monkeypatch.delenv(FAILPOINT_ENV)
+    downstream = materialize("augmented_examples")
+    assert downstream.returncode == 0, downstream.stderr[-3000:]
+    assert {key: dvc_md5(path) for key, path in paths.items()} == old  # rolled back, then read
+
+    again = materialize("clean")
+    assert again.returncode == 0, again.stderr[-3000:]
+    store = ArtifactStore(root, ARTIFACTS)
+    raw_rows = len(store.read_dataset("raw_examples"))
+    assert raw_rows == len(store.read_dataset("clean_examples")) + len(
+        store.read_dataset("rejected_examples")
+    )
