@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -24,13 +25,14 @@ class DvcResource(dg.ConfigurableResource):
 
     root: str = str(PROJECT_ROOT)
     enabled: bool = True
+    # How long to wait for the repository lock that another DVC process (a `dvc status` in a terminal,
+    # `dvc push`) holds, before failing; DVC itself gives up after 3 s.
+    lock_timeout_s: float = 120.0
 
     def record(self, stage: str) -> bool:
         """Commit ``stage``; returns False when recording is left to someone else."""
         if not self.enabled or os.environ.get("DVC_STAGE"):
             return False
-        from dvc.exceptions import DvcException
-        from dvc.repo import Repo
         from filelock import FileLock
 
         root = Path(self.root)
@@ -42,9 +44,32 @@ class DvcResource(dg.ConfigurableResource):
         # One commit at a time per project, even with several Dagster processes.
         (root / ".dvc" / "tmp").mkdir(exist_ok=True)
         with FileLock(str(root / ".dvc" / "tmp" / "dagster-commit.lock"), timeout=600):
+            self._commit(root, stage)
+        return True
+
+    def _commit(self, root: Path, stage: str) -> None:
+        """``dvc commit`` of ``stage``, retried with backoff while another DVC process holds the
+        repository lock (a transient fault), for up to ``lock_timeout_s``."""
+        from dvc.exceptions import DvcException
+        from dvc.lock import LockError
+        from dvc.repo import Repo
+
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.5
+        while True:
             try:
                 with Repo(str(root)) as repo:
-                    repo.commit(f"dvc.yaml:{stage}", force=True)
+                    # An absolute target: DVC resolves a relative one against the working directory.
+                    repo.commit(f"{root / 'dvc.yaml'}:{stage}", force=True)
+                return
+            except LockError:
+                if time.monotonic() + delay > deadline:
+                    raise DvcError(
+                        f"dvc commit of stage '{stage}' waited {self.lock_timeout_s:.0f} s for the DVC "
+                        f"repository lock ({root / '.dvc' / 'tmp' / 'lock'}), which another DVC process "
+                        "holds: let it finish (or stop it), then materialize again."
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
             except DvcException as exc:
                 raise DvcError(f"dvc commit of stage '{stage}' in {root} failed: {exc}") from exc
-        return True

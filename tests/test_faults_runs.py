@@ -79,6 +79,7 @@ def test_a_killed_cli_run_is_failed_with_a_reason_and_the_next_run_succeeds(
     assert f"run {orphan.run_id} was left STARTED" in again.stderr
     assert (root / "data" / "raw_examples.parquet").exists()
     assert not list((root / "data").glob(".raw_examples.parquet.*")), "leftovers were not removed"
+    assert "data/raw_examples.parquet" in (root / "dvc.lock").read_text()  # recorded in DVC
 
     with dg.DagsterInstance.get() as instance:
         runs = {run.run_id: run for run in instance.get_runs()}
