@@ -34,16 +34,28 @@ run_monitoring:
 # How Dagster's engine events name the process executing a run (dagster/_core/executor/in_process.py,
 # dagster/_cli/api.py).
 RUN_PROCESS_MESSAGES = ("Executing steps in process", "Started process for run")
+# Earlier versions of DEFAULT_SETTINGS: a file that still holds one exactly was never edited by hand, so
+# it is brought up to date (run monitoring on) rather than left as it was.
+PREVIOUS_SETTINGS = (
+    """\
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 1
+""",
+)
 # Tag on runs started by this project's CLI: the host whose process ids the run's events refer to.
 HOST_TAG = "pipeline/host"
 
 
 def ensure_dagster_home() -> Path:
-    """Set DAGSTER_HOME to the project's `.dagster/` unless already set, and give a new one settings."""
+    """Set DAGSTER_HOME to the project's `.dagster/` unless already set, and give a new one settings (or
+    bring ones this project wrote earlier, unedited, up to date)."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
-    if not settings.exists():
+    if not settings.exists() or settings.read_text(encoding="utf-8") in PREVIOUS_SETTINGS:
         settings.write_text(DEFAULT_SETTINGS, encoding="utf-8")
     return home
 

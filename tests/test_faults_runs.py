@@ -165,3 +165,18 @@ def test_a_clean_run_killed_between_its_renames_never_feeds_a_mismatched_pair(
     assert raw_rows == len(store.read_dataset("clean_examples")) + len(
         store.read_dataset("rejected_examples")
     )
+
+
+def test_settings_this_project_wrote_earlier_get_run_monitoring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.instance import PREVIOUS_SETTINGS, ensure_dagster_home
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    (tmp_path / "dagster.yaml").write_text(PREVIOUS_SETTINGS[0])
+    ensure_dagster_home()
+    assert (tmp_path / "dagster.yaml").read_text() == DEFAULT_SETTINGS
+    edited = PREVIOUS_SETTINGS[0] + "run_retries:\n  enabled: true\n"
+    (tmp_path / "dagster.yaml").write_text(edited)
+    ensure_dagster_home()
+    assert (tmp_path / "dagster.yaml").read_text() == edited  # a file someone edited is theirs
