@@ -99,6 +99,7 @@ def record_stage(
     dvc: DvcResource,
     outputs: dict[str, dict[str, Any]],
     stopwatch: Stopwatch,
+    read: dict[str, str] | None = None,
 ) -> Iterator[dg.MaterializeResult]:
     """Record the stage that wrote ``outputs`` (every asset key of the stage -> its metadata) in DVC,
     then report each asset with its DVC md5 as data version. All outputs must already be written.
@@ -106,6 +107,9 @@ def record_stage(
     A run whose config differs from params.yaml is not recorded: dvc.lock would pair these outputs with
     params they were not made from. `dvc status` then shows the stage as changed until a run with the
     params.yaml settings (or `dvc commit`) records it.
+
+    ``read`` (dependency path -> DVC md5 of what the stage read) keeps dvc.lock from recording a
+    dependency that changed after it was read (see DvcResource.record).
 
     A stage's outputs are always written together, so they stay consistent with each other. When a
     selection names only some of them (``--select test_split``), the others are reported as runtime
@@ -124,7 +128,7 @@ def record_stage(
             f"Not recorded in DVC: this run's settings differ from params.yaml ({', '.join(overridden)})."
         )
     else:
-        committed = dvc.record(stage_name)
+        committed = dvc.record(stage_name, read=read)
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     settings = {"settings": dg.MetadataValue.json(config.model_dump())}
     if overridden:

@@ -61,3 +61,40 @@ def test_a_lock_held_too_long_is_named(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_dvc_lock_records_what_was_read_not_what_is_there_after(tmp_path: Path) -> None:
+    """The issue's case: rows appended to the raw file after raw_examples read it were recorded in
+    dvc.lock as if ingested, so `dvc status` was clean and `dvc repro` skipped the stage."""
+    from resources.artifacts import dvc_md5
+
+    _repo(tmp_path)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  s:\n    cmd: echo\n    deps:\n    - in.txt\n    outs:\n    - out.txt\n"
+    )
+    (tmp_path / "in.txt").write_text("row 1\n")
+    read = {str(tmp_path / "in.txt"): dvc_md5(tmp_path / "in.txt")}
+    dvc = DvcResource(root=str(tmp_path))
+
+    assert dvc.record("s", read=read)
+    assert _status(tmp_path) == {}  # nothing changed underneath: recorded as usual
+
+    with (tmp_path / "in.txt").open("a") as handle:
+        handle.write("row 2, appended while the stage ran\n")
+    assert dvc.record("s", read=read)
+    assert read[str(tmp_path / "in.txt")] in (tmp_path / "dvc.lock").read_text()
+    assert _status(tmp_path) == {"s": [{"changed deps": {"in.txt": "modified"}}]}
+
+
+def _status(root: Path) -> dict:
+    import json
+
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
