@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 Kind = Literal["dataset", "directory", "json"]
+# Metadata a reader records of each input (the IO manager, on a step's "loaded input" event): the file
+# it read and the DVC md5 of the bytes read.
+READ_PATH = "read_path"
+READ_MD5 = "read_dvc_md5"
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,7 @@ class ArtifactStore:
                 with contextlib.suppress(WriteInProgressError):
                     self._finish_interrupted(stage)
                     done.append(f"rolled back the unfinished write of stage '{stage}'")
+            done.extend(f"removed {path}" for path in remove_leftovers(journal))
         for artifact in self.artifacts.values():
             target = self.root / artifact.path
             if not target.exists() and restore_swapped_directory(target):
@@ -224,13 +229,9 @@ class ArtifactStore:
 
     def read_dataset(self, key: str) -> Dataset:
         import pyarrow.parquet as pq
-        from datasets import Dataset, Features
 
         # Read into memory rather than through datasets' cache: no copies pile up in ~/.cache.
-        table = pq.read_table(self.require(key))
-        # Parquet names list items "element" where datasets writes "item": cast back so a dataset that
-        # is read and written again gives the same bytes.
-        return Dataset(table.cast(Features.from_arrow_schema(table.schema).arrow_schema))
+        return _dataset_from_table(pq.read_table(self.require(key)))
 
     # json ---------------------------------------------------------------------------------------
     def write_json(self, key: str, value: dict[str, Any]) -> Path:
@@ -251,6 +252,31 @@ class ArtifactStore:
         if kind == "json":
             return self.read_json(key)
         return self.require(key)
+
+    def load_with_md5(self, key: str) -> tuple[Any, str]:
+        """What :meth:`load` returns, and the DVC md5 of exactly the bytes it was made from (a file is
+        read once, hashed and parsed from memory), so a reader can record what it read even if the
+        file is replaced a moment later. A directory is hashed as it is when loaded."""
+        kind = self.artifact(key).kind
+        path = self.require(key)
+        if kind == "directory":
+            return path, dvc_md5(path)
+        data = path.read_bytes()
+        md5 = hashlib.md5(data).hexdigest()
+        if kind == "json":
+            return json.loads(data), md5
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return _dataset_from_table(pq.read_table(pa.BufferReader(data))), md5
+
+
+def _dataset_from_table(table: Any) -> Dataset:
+    from datasets import Dataset, Features
+
+    # Parquet names list items "element" where datasets writes "item": cast back so a dataset that is
+    # read and written again gives the same bytes.
+    return Dataset(table.cast(Features.from_arrow_schema(table.schema).arrow_schema))
 
 
 def _roll_back(entries: list[dict[str, Any]]) -> None:

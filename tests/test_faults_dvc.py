@@ -98,3 +98,58 @@ def _status(root: Path) -> dict:
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def test_a_stage_hands_dvc_the_md5s_of_the_inputs_it_read(tmp_path: Path) -> None:
+    """Each step's loaded inputs carry the path and md5 of the bytes read (the UI shows them), and the
+    stage records exactly those in DVC, even when an input is replaced before the stage ends."""
+    import dagster as dg
+
+    from assets.publishing import Stopwatch, artifact_store, record_stage, stage_config
+    from assets.shared.schema import example_features, to_dataset
+    from assets.stages import ARTIFACTS
+    from pipelines.io_manager import ArtifactIOManager
+    from resources.artifacts import READ_MD5, ArtifactStore, dvc_md5
+    from resources.storage import StorageResource
+    from tests.test_failures import example_rows
+
+    class RecordingDvc(DvcResource):
+        def record(self, stage, read=None):  # DVC itself is not under test here
+            calls.append((stage, dict(read or {})))
+            return True
+
+    calls: list[tuple[str, dict[str, str]]] = []
+    store = ArtifactStore(tmp_path, ARTIFACTS)
+    store.write_dataset("clean_examples", to_dataset(example_rows(4), example_features()))
+    read_md5 = store.md5("clean_examples")
+    augment_config = stage_config("augmented_examples")
+
+    @dg.asset(name="augmented_examples", required_resource_keys={"storage", "dvc"})
+    def copy_of_clean(context, clean_examples):  # no annotations: this module postpones them
+        config = augment_config()  # params.yaml's values, so the stage is recorded
+        storage = context.resources.storage
+        # Another process replaces the input after this step read it.
+        store.write_dataset("clean_examples", to_dataset(example_rows(5), example_features()))
+        artifact_store(storage).write_dataset("augmented_examples", clean_examples)
+        metadata = {"augmented_examples": {"dagster/row_count": len(clean_examples)}}
+        yield from record_stage(context, config, storage, context.resources.dvc, metadata, Stopwatch())
+
+    @dg.asset(name="clean_examples")
+    def upstream() -> None:
+        raise AssertionError("read from its file, not run")
+
+    storage = StorageResource(root=str(tmp_path))
+    result = dg.materialize(
+        [copy_of_clean, upstream],
+        selection=["augmented_examples"],
+        resources={
+            "storage": storage,
+            "io_manager": ArtifactIOManager(storage=storage),
+            "dvc": RecordingDvc(root=str(tmp_path)),
+        },
+    )
+    assert result.success
+    loaded = [e for e in result.all_events if e.event_type_value == "LOADED_INPUT"]
+    assert loaded[0].event_specific_data.metadata[READ_MD5].value == read_md5
+    assert calls == [("augmented_examples", {str(store.path("clean_examples")): read_md5})]
+    assert dvc_md5(store.path("clean_examples")) != read_md5
