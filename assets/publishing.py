@@ -19,7 +19,7 @@ import dagster as dg
 from assets import stages
 from assets.params import checked_value, config_class, section_hash, setting_values, settings_from
 from assets.shared.errors import InputError
-from resources.artifacts import ArtifactStore
+from resources.artifacts import READ_MD5, READ_PATH, ArtifactStore
 from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
 from resources.storage import StorageResource
@@ -99,6 +99,7 @@ def record_stage(
     dvc: DvcResource,
     outputs: dict[str, dict[str, Any]],
     stopwatch: Stopwatch,
+    read: dict[str, str] | None = None,
 ) -> Iterator[dg.MaterializeResult]:
     """Record the stage that wrote ``outputs`` (every asset key of the stage -> its metadata) in DVC,
     then report each asset with its DVC md5 as data version. All outputs must already be written.
@@ -106,6 +107,9 @@ def record_stage(
     A run whose config differs from params.yaml is not recorded: dvc.lock would pair these outputs with
     params they were not made from. `dvc status` then shows the stage as changed until a run with the
     params.yaml settings (or `dvc commit`) records it.
+
+    ``read`` (dependency path -> DVC md5 of what the stage read) keeps dvc.lock from recording a
+    dependency that changed after it was read (see DvcResource.record).
 
     A stage's outputs are always written together, so they stay consistent with each other. When a
     selection names only some of them (``--select test_split``), the others are reported as runtime
@@ -124,7 +128,7 @@ def record_stage(
             f"Not recorded in DVC: this run's settings differ from params.yaml ({', '.join(overridden)})."
         )
     else:
-        committed = dvc.record(stage_name)
+        committed = dvc.record(stage_name, read={**inputs_read(context), **(read or {})})
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     settings = {"settings": dg.MetadataValue.json(config.model_dump())}
     if overridden:
@@ -158,6 +162,23 @@ def record_stage(
                     },
                 )
             )
+
+
+def inputs_read(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """Path -> DVC md5 of every upstream file this step loaded, as the IO manager recorded them when it
+    read them (pipelines/io_manager.py)."""
+    step_key = context.op_execution_context.get_step_execution_context().step.key
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=dg.DagsterEventType.LOADED_INPUT
+    ).records
+    read = {}
+    for record in records:
+        if record.event_log_entry.step_key != step_key:
+            continue
+        metadata = record.event_log_entry.dagster_event.event_specific_data.metadata or {}
+        if READ_PATH in metadata and READ_MD5 in metadata:
+            read[metadata[READ_PATH].value] = metadata[READ_MD5].value
+    return read
 
 
 def recorded_settings(context: dg.AssetExecutionContext, key: str, md5: str) -> dict[str, Any] | None:

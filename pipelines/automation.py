@@ -7,6 +7,9 @@ the definitions are reloaded; a run started here never relies on them. Each run 
 read: ``params_hash`` (of that run config) and, for the sensor, the raw file path and md5 it saw
 (``raw_path_requested``, ``raw_md5_requested``). ``raw_md5`` itself is written by raw_examples with the md5
 of the content it actually ingested.
+
+Both also fail runs a killed process left STARTED (pipelines/instance.py), which would otherwise hold the
+one run slot and keep every queued run waiting.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import dagster as dg
 from assets import stages
 from assets.params import settings_hash
 from assets.publishing import current_config
+from pipelines.instance import fail_orphaned_runs
 from resources.artifacts import dvc_md5
 from resources.project import resolve_path
 
@@ -58,6 +62,12 @@ def _raw_path(run_config: dict[str, Any]) -> str:
     "params.yaml holds at that moment.",
 )
 def weekly_retrain(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    try:
+        instance = context.instance
+    except dg.DagsterInvariantViolationError:
+        instance = None  # evaluated outside a deployment (a test, `dagster schedule preview`)
+    if instance is not None:
+        fail_orphaned_runs(instance, by="schedule weekly_retrain")
     run_config = current_run_config()
     return dg.RunRequest(run_config=run_config, tags={PARAMS_HASH_TAG: settings_hash(run_config)})
 
@@ -71,6 +81,10 @@ def weekly_retrain(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     "person to run the pipeline.",
 )
 def raw_data_changed(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    # Every tick (a minute) also frees the run slot from runs a killed process left STARTED, so runs
+    # queued from the UI, the schedule or this sensor never wait on them.
+    for run_id in fail_orphaned_runs(context.instance, by="sensor raw_data_changed"):
+        context.log.warning(f"run {run_id} was left STARTED by a process that is gone; marked it failed")
     # Watch what the next run will read: the run gets this very config.
     run_config = current_run_config()
     raw_path = _raw_path(run_config)

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from assets.stages import ARTIFACTS
-from resources.artifacts import MissingArtifactError
+from resources.artifacts import READ_MD5, READ_PATH, MissingArtifactError, WriteInProgressError
 from resources.storage import StorageResource
 
 
@@ -26,8 +26,17 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
             )
 
     def load_input(self, context: dg.InputContext) -> Any:
+        """The upstream value; the step's "loaded input" event records the path and DVC md5 of what was
+        read (the UI shows it; assets/publishing.py hands them to DVC, which records these md5s rather
+        than the files as they are when the stage ends)."""
+        store = self.storage.store(ARTIFACTS)
+        key = context.asset_key.to_user_string()
         try:
-            return self.storage.store(ARTIFACTS).load(context.asset_key.to_user_string())
+            value, md5 = store.load_with_md5(key)
         except MissingArtifactError as exc:
             # An upstream asset that was never materialized here is the user's to fix, not a bug.
             raise dg.Failure(description=str(exc), allow_retries=False) from None
+        except WriteInProgressError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        context.add_input_metadata({READ_PATH: str(store.path(key)), READ_MD5: md5})
+        return value

@@ -15,7 +15,8 @@ import sys
 from typing import Any
 
 from assets.stages import stage
-from pipelines.instance import ensure_dagster_home
+from pipelines.instance import HOST_TAG, ensure_dagster_home, fail_orphaned_runs
+from resources.processes import hostname
 
 
 def stage_keys(name: str) -> list[str]:
@@ -45,16 +46,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     instance = dg.DagsterInstance.get()
+    # A run a killed process left STARTED would hold the one run slot forever (and its half-done
+    # writes are rolled back as this run starts, by the storage resource).
+    for run_id in fail_orphaned_runs(instance, by="the command line before a new run"):
+        print(f"run {run_id} was left STARTED by a process that is gone; marked it failed", file=sys.stderr)
+    tags = {HOST_TAG: hostname()}
     # Step-level progress is enough on a terminal; the UI keeps the full debug log of every run.
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     if args.all:
         job = defs.resolve_job_def(FULL_JOB)
-        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, run_config=run_config, tags=tags, raise_on_error=False
+        )
     else:
         job = defs.resolve_implicit_global_asset_job_def()
         selection = [dg.AssetKey(key) for key in stage_keys(args.stage)]
         result = job.execute_in_process(
-            instance=instance, run_config=run_config, asset_selection=selection, raise_on_error=False
+            instance=instance,
+            run_config=run_config,
+            asset_selection=selection,
+            tags=tags,
+            raise_on_error=False,
         )
     if result.success:
         print(f"run {result.run_id} succeeded; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")

@@ -26,9 +26,14 @@ def model_name_problem(name: object) -> str | None:
     return None
 
 
-def tracking_uri_from_env() -> str:
-    """MLFLOW_TRACKING_URI when set (a team's tracking server), else the project's SQLite file."""
-    return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+def tracking_uri_from_env() -> str | dg.EnvVar:
+    """MLFLOW_TRACKING_URI when set (a team's tracking server), else the project's SQLite file. The
+    variable is passed by name (Dagster shows and stores the name, not the value), after its
+    credentials moved to MLflow's auth variables (resources/secrets.py)."""
+    from resources.secrets import TRACKING_URI_ENV, move_tracking_credentials
+
+    move_tracking_credentials()
+    return dg.EnvVar(TRACKING_URI_ENV) if os.environ.get(TRACKING_URI_ENV) else DEFAULT_TRACKING_URI
 
 
 class ModelRegistry(dg.ConfigurableResource):

@@ -80,4 +80,6 @@ def raw_examples(
         "created_at_policy": options.missing_created_at,
         "created_at_mixed": dg.MetadataValue.md(mixed or "no"),
     }
-    yield from record_stage(context, config, storage, dvc, {"raw_examples": metadata}, stopwatch)
+    # dvc.lock records the file as it was read, even if it changes before the commit.
+    read = {str(path): before} if before is not None else None
+    yield from record_stage(context, config, storage, dvc, {"raw_examples": metadata}, stopwatch, read)
