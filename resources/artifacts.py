@@ -3,9 +3,9 @@
 The store is given a table of artifacts (asset key -> path, kind and the dvc.yaml stage that writes it);
 the pipeline's table is derived from the stage table in assets/stages.py. Plain Python: no dagster.
 
-Writes are atomic: a dataset is written to a temporary file beside its target and renamed over it; a
-model directory is built in a temporary directory and swapped in. A failed run therefore leaves the
-last good version in place.
+Writes are atomic: a dataset is written (whole, or streamed table by table) to a temporary file beside
+its target and renamed over it; a model directory is built in a temporary directory and swapped in. A
+failed run therefore leaves the last good version in place.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from datasets import Dataset
 
 Kind = Literal["dataset", "directory", "json"]
@@ -114,6 +115,20 @@ class ArtifactStore:
                 staged.append((tmp, self.path(key)))
             for tmp, target in staged:
                 os.replace(tmp, target)
+
+    def write_dataset_stream(self, key: str, schema: pa.Schema, tables: Iterable[pa.Table]) -> Path:
+        """Write ``tables`` (each of ``schema``, one Parquet row group or more per table) as the dataset of
+        ``key``, one table in memory at a time, then rename the file over the previous version. An
+        exception from ``tables`` leaves the previous version in place and no partial file."""
+        import pyarrow.parquet as pq
+
+        target = self.path(key)
+        with _staged_file(target) as tmp:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for table in tables:
+                    writer.write_table(table)
+            os.replace(tmp, target)
+        return target
 
     def read_dataset(self, key: str) -> Dataset:
         import pyarrow.parquet as pq

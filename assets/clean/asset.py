@@ -37,7 +37,7 @@ FINDINGS = ("near_duplicate_clusters", "cleanlab_outliers", "special_token_text_
             deps=["raw_examples", "base_model"],
             description="Raw rows that passed validation, exact and near-duplicate removal and the "
             "cleanlab pass (near duplicates, outliers on embeddings): the training pool. Their text is "
-            "cleaned of invisible and control characters and PII is replaced by typed placeholders; "
+            "cleaned of invisible and control characters (PII was replaced by typed placeholders at ingest); "
             "each row renders with the base model's chat template within train.max_seq_length tokens.",
             kinds={"parquet", "dvc"},
         ),
@@ -97,9 +97,8 @@ def clean(
             "notes": "; ".join(result.notes) or "none",
             # The cleaning steps in order: what each saw, rejected and rewrote.
             "steps": dg.MetadataValue.md(step_table(result.step_counts)),
-            # What the rewrite steps changed: hygiene by kind, PII spans redacted by type.
+            # What text hygiene changed, by kind (PII is redacted at ingest: raw_examples' pii_redacted).
             "hygiene_changes": dg.MetadataValue.md(hygiene_table(result.step_counts)),
-            "pii_redacted": dg.MetadataValue.md(pii_table(result.step_counts, result.counts)),
         },
         "rejected_examples": {
             **dataset_metadata(rejected),
@@ -141,19 +140,6 @@ def hygiene_table(step_counts: list[dict]) -> str:
     changes = _rewrite_changes(step_counts, "hygiene")
     lines = ["| kind | changes |", "|---|---|", *(f"| {k} | {v} |" for k, v in sorted(changes.items()))]
     return "\n".join(lines) if changes else "none"
-
-
-def pii_table(step_counts: list[dict], counts: dict[str, int]) -> str:
-    """PII spans redacted by type: in the messages of the rows the redaction step saw, and in rejected
-    rows (their raw text, detail, and messages of rows rejected before that step)."""
-    in_messages = _rewrite_changes(step_counts, "pii")
-    in_rejected = {
-        k.removeprefix("pii_rejected_"): v for k, v in counts.items() if k.startswith("pii_rejected_")
-    }
-    kinds = sorted(set(in_messages) | set(in_rejected))
-    lines = ["| type | in messages | in rejected rows |", "|---|---|---|"]
-    lines += [f"| {k} | {in_messages.get(k, 0)} | {in_rejected.get(k, 0)} |" for k in kinds]
-    return "\n".join(lines) if kinds else "none"
 
 
 def reason_examples(rejected: list[dict], per_reason: int = 3) -> str:
