@@ -62,14 +62,17 @@ def clean(
     models: ModelLoader,
 ) -> Iterator[dg.MaterializeResult]:
     from assets.clean.pipeline import CleanSettings, clean_rows
-    from assets.clean.token_checks import token_check_step
+    from assets.clean.token_checks import token_check_steps
     from assets.shared.schema import example_features, rejected_features, to_dataset
 
     stopwatch = Stopwatch()
     settings = stage_settings(CleanSettings, config.model_dump())
     # Rows are checked with the tokenizer and chat template training will use (train.max_seq_length).
-    token_check = token_check_step(models.tokenizer(base_model), config.max_seq_length)
-    result = clean_rows(raw_examples.to_list(), settings, token_check=token_check)
+    token_checks = token_check_steps(
+        models.tokenizer(base_model), config.max_seq_length, settings.too_long_policy
+    )
+    result = clean_rows(raw_examples.to_list(), settings, token_check=token_checks)
+    trimmed = _rewrite_changes(result.step_counts, "tokens")
     kept = to_dataset(result.kept, example_features())
     rejected = to_dataset(result.rejected, rejected_features())
     store = artifact_store(storage)
@@ -94,6 +97,10 @@ def clean(
                 "finding",
             ),
             "max_tokens_kept": result.counts.get("max_tokens_kept", 0),
+            # rows over train.max_seq_length kept by dropping their earliest exchanges (trim_history)
+            "too_long_policy": settings.too_long_policy,
+            "trimmed_rows": trimmed.get("trimmed_rows", 0),
+            "trimmed_turns": trimmed.get("trimmed_turns", 0),
             "notes": "; ".join(result.notes) or "none",
             # The cleaning steps in order: what each saw, rejected and rewrote.
             "steps": dg.MetadataValue.md(step_table(result.step_counts)),

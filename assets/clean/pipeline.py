@@ -76,6 +76,9 @@ class CleanSettings:
     # Off unless params.yaml turns them on (it does), so code that builds settings by hand keeps the old
     # steps; keyword-only, so that fields without a default can still follow.
     text_hygiene: bool = field(default=False, kw_only=True)
+    # What the token step does with a row longer than train.max_seq_length: reject, or trim_history
+    # (assets/clean/token_checks.py).
+    too_long_policy: str = field(default="reject", kw_only=True)
     max_future_skew_hours: int | None = field(default=None, kw_only=True)
     reference_time: str | None = field(default=None, kw_only=True)
     # The cleanlab pass: outliers are reported, and dropped only when this says so; near duplicates need
@@ -129,6 +132,12 @@ class CleanSettings:
             f"must be one of {', '.join(SUPPORTED_EMBEDDERS)}",
             self.embedder,
         )
+        _require(
+            self.too_long_policy in ("reject", "trim_history"),
+            "too_long_policy",
+            "must be reject or trim_history",
+            self.too_long_policy,
+        )
         skew = self.max_future_skew_hours
         _require(skew is None or skew >= 0, "max_future_skew_hours", "must be >= 0", skew)
         parse_cutoff(self.reference_time, "clean.reference_time")  # an InputError names the setting
@@ -158,7 +167,10 @@ class CleanResult:
 
 
 def default_steps(
-    settings: CleanSettings, *, now: datetime | None = None, token_check: Step | None = None
+    settings: CleanSettings,
+    *,
+    now: datetime | None = None,
+    token_check: Step | Sequence[Step] | None = None,
 ) -> list[Step]:
     """The cleaning steps in order. Cheap, exact checks run first so the costly ones see fewer rows.
 
@@ -166,8 +178,8 @@ def default_steps(
     future timestamps go before dedup, so that a
     rejected row is never the kept copy of a duplicate. ``now`` (default: the clock) only matters for
     :func:`future_reference` when ``clean.reference_time`` is null. ``token_check`` is the base model's
-    token-aware step (assets/clean/token_checks.py); it goes before dedup, so that a row the model cannot
-    be trained on is never the kept copy of a duplicate.
+    token-aware step, or steps (assets/clean/token_checks.py); they go before dedup, so that a row the
+    model cannot be trained on is never the kept copy of a duplicate.
     """
     filters = row_filters(min_response_chars=settings.min_response_chars)
     hygiene: list[Step] = []
@@ -190,7 +202,7 @@ def default_steps(
         FilterStep("validate", each_row(partial(validate_row, filters=filters))),
         FilterStep("validate", find_reused_ids, name="unique_ids"),
         *freshness,
-        *([token_check] if token_check is not None else []),
+        *_as_steps(token_check),
         FilterStep("dedup_exact", exact_duplicates),
         FilterStep("dedup_prefix", prefix_duplicates),
         FilterStep("dedup_near", partial(near_duplicates, settings=settings)),
@@ -199,7 +211,7 @@ def default_steps(
 
 
 def clean_rows(
-    rows: list[dict[str, Any]], settings: CleanSettings, *, token_check: Step | None = None
+    rows: list[dict[str, Any]], settings: CleanSettings, *, token_check: Step | Sequence[Step] | None = None
 ) -> CleanResult:
     """Split raw rows into clean examples and rejected rows, deterministically and in file order.
     ``token_check``: see :func:`default_steps`."""
@@ -207,6 +219,12 @@ def clean_rows(
     return CleanResult(
         result.kept, result.rejected, result.counts, result.scores, result.notes, result.step_counts
     )
+
+
+def _as_steps(steps: Step | Sequence[Step] | None) -> list[Step]:
+    if steps is None:
+        return []
+    return [steps] if isinstance(steps, FilterStep | RewriteStep) else list(steps)
 
 
 def future_reference(settings: CleanSettings, now: datetime | None = None) -> datetime:
