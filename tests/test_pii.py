@@ -227,3 +227,17 @@ def _jsonl(tmp_path: Path, rows: list[Any]) -> Path:
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+def test_escaped_characters_in_a_jsonl_line_do_not_hide_pii_in_raw(tmp_path: Path) -> None:
+    # json.dumps' default writes non-ASCII as \uXXXX: "T\u00e9l\u00e9phone: 030 1234567" in the line
+    value = {"instruction": "Téléphone: 030 1234567, mail jane\u200b@gmail.com", "output": "Merci."}
+    path = tmp_path / "ascii.jsonl"
+    path.write_text(json.dumps(value) + "\n", encoding="utf-8")
+    assert "\\u00e9" in path.read_text(encoding="utf-8")
+    [row] = normalize_file(path, max_chars=8000, options=REDACTING)
+    assert row["messages"][0]["content"] == "Téléphone: <PHONE>, mail <EMAIL>"
+    assert json.loads(row["raw"])["instruction"] == "Téléphone: <PHONE>, mail <EMAIL>"
+    # without redaction the line is kept as written
+    [plain] = normalize_file(path, max_chars=8000)
+    assert plain["raw"] == path.read_text(encoding="utf-8").strip()

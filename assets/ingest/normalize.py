@@ -253,6 +253,10 @@ def normalize_chunks(
             row = ids.mark(row)
             found = None
             if options.pii_redaction:
+                if record.value is not None and row["raw"] == record.raw and "\\u" in record.raw:
+                    # A line written with \uXXXX escapes (json.dumps' default) hides what the patterns
+                    # look for ("T\u00e9l\u00e9phone: 030 1234567"): its canonical form spells it out.
+                    row["raw"] = row_to_raw(record.value)
                 row, found = redact_row(row, options.pii_types)
             summary.add(row, found)
             chunk.append(row)
