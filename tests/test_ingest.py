@@ -521,3 +521,23 @@ def test_file_without_valid_rows_raises_after_the_last_chunk(tmp_path: Path) -> 
     assert len(next(chunks)) == 1 and len(next(chunks)) == 1
     with pytest.raises(IngestError, match=r"has no valid row \(2 read\); most common error: not_an_object"):
         next(chunks)
+
+
+def test_a_json_document_is_streamed_row_by_row(tmp_path: Path) -> None:
+    from assets.ingest.readers import iter_records
+
+    # a list that breaks after its first two rows: they come out before the error does
+    path = tmp_path / "rows.json"
+    path.write_bytes(b"\xef\xbb\xbf[" + json.dumps(ALPACA).encode() + b', {"weight": 0.5}, {"a": ')
+    records = iter_records(path)
+    assert next(records).value == ALPACA
+    second = next(records)
+    assert second.value == {"weight": 0.5} and isinstance(second.value["weight"], float)
+    with pytest.raises(IngestError, match=r"is not valid JSON \(parse error: premature EOF\)"):
+        next(records)
+    # a list under a wrapper key, after other keys (one of them a nested "rows"), is found by a first pass
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(
+        json.dumps({"meta": {"rows": [1]}, "data": 3, "rows": [ALPACA, CHAT]}), encoding="utf-8"
+    )
+    assert [record.value for record in read_records(wrapped)] == [ALPACA, CHAT]

@@ -234,7 +234,7 @@ def normalize_chunks(
 ) -> Iterator[list[dict[str, Any]]]:
     """Read, normalize and (with ``options.pii_redaction``) redact the rows of ``path`` in file order,
     ``chunk_rows`` at a time, so memory does not grow with the file (see
-    :func:`assets.ingest.readers.iter_records`; a ``.json`` file is parsed whole).
+    :func:`assets.ingest.readers.iter_records`).
 
     ``source_file`` is what the rows record as their origin (default: ``path`` as given); ``options`` are
     the column names, role names, timestamp policy and redaction of ``data`` (:class:`IngestOptions`).

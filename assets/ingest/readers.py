@@ -9,19 +9,22 @@ Only problems with the file as a whole (missing, unsupported format, unreadable)
 :class:`IngestError`.
 
 :func:`iter_records` streams: JSONL and CSV are read line by line, Parquet by record batch and a saved
-dataset row by row from its memory-mapped Arrow files, so memory does not grow with the file. A ``.json``
-file is one JSON document and is parsed whole (its rows must fit in memory; use JSONL for large data).
+dataset row by row from its memory-mapped Arrow files, and a ``.json`` document row by row with ijson (a
+maintained iterative JSON parser over yajl), so memory does not grow with the file.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from assets.ingest.csv_rows import CsvReader
 from assets.shared.errors import InputError
@@ -86,7 +89,7 @@ def iter_records(path: Path) -> Iterator[RawRecord]:
     if suffix == ".parquet":
         return _read_parquet(path)
     if suffix == ".json":
-        return iter(_read_json(path, "".join(_text_lines(path))))
+        return _read_json(path)
     if suffix == ".csv":
         return _read_csv(path, _text_lines(path))
     return _read_jsonl(_text_lines(path))
@@ -141,26 +144,72 @@ def _read_jsonl(lines: Iterable[str]) -> Iterator[RawRecord]:
         yield RawRecord(number, line, value)
 
 
-def _read_json(path: Path, text: str) -> list[RawRecord]:
+def _read_json(path: Path) -> Iterator[RawRecord]:
+    """The rows of a JSON document, streamed with ijson (a list at the top level, or under one of
+    :data:`JSON_WRAPPER_KEYS`, found in a first pass over the parser's events when the top level is an
+    object). Numbers with a fraction are read as floats, as :func:`json.loads` does."""
+    import ijson
+
+    with _json_bytes(path) as handle:
+        events = ijson.parse(handle)
+        prefix, event, value = _json_event(path, events)
+        if event == "start_map":
+            arrays = {
+                p for p, e, _ in _json_events(path, events) if e == "start_array" and p in JSON_WRAPPER_KEYS
+            }
+            key = next((k for k in JSON_WRAPPER_KEYS if k in arrays), None)
+            if key is None:
+                raise IngestError(
+                    f"data.raw_path: {path} holds a JSON object without a list under "
+                    f"{', '.join(repr(k) for k in JSON_WRAPPER_KEYS)}; make the top level a list of rows"
+                )
+            prefix = f"{key}.item"
+        elif event == "start_array":
+            prefix = "item"
+        else:
+            kind = {"number": "float" if isinstance(value, Decimal) else "int", "string": "str"}
+            got = kind.get(event, {"boolean": "bool", "null": "NoneType"}.get(event, event))
+            raise IngestError(f"data.raw_path: {path} must hold a JSON list of rows, got {got}")
+    with _json_bytes(path) as handle:
+        rows = ijson.items(handle, prefix, use_float=True)
+        for index, row in enumerate(_json_events(path, rows), start=1):
+            yield RawRecord(index, row_to_raw(row), row)
+
+
+@contextlib.contextmanager
+def _json_bytes(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened for reading bytes, past a leading byte-order mark (the parser refuses one)."""
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
+        handle = path.open("rb")
+    except OSError as exc:
         raise IngestError(
-            f"data.raw_path: {path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            "fix it, or use .jsonl so that one bad row does not spoil the file"
+            f"data.raw_path: cannot read {path}: {exc.strerror}; check its permissions"
         ) from exc
-    rows = document
-    if isinstance(document, dict):
-        key = next((k for k in JSON_WRAPPER_KEYS if isinstance(document.get(k), list)), None)
-        if key is None:
-            raise IngestError(
-                f"data.raw_path: {path} holds a JSON object without a list under "
-                f"{', '.join(repr(k) for k in JSON_WRAPPER_KEYS)}; make the top level a list of rows"
-            )
-        rows = document[key]
-    if not isinstance(rows, list):
-        raise IngestError(f"data.raw_path: {path} must hold a JSON list of rows, got {type(rows).__name__}")
-    return [RawRecord(index, row_to_raw(row), row) for index, row in enumerate(rows, start=1)]
+    with handle:
+        if handle.read(3) != codecs.BOM_UTF8:
+            handle.seek(0)
+        yield handle
+
+
+def _json_event(path: Path, events: Iterator[Any]) -> Any:
+    return next(iter(_json_events(path, events)))
+
+
+def _json_events(path: Path, items: Iterable[Any]) -> Iterator[Any]:
+    """``items`` from the parser, with its errors turned into :class:`IngestError` naming the file."""
+    import ijson
+
+    try:
+        yield from items
+    except ijson.JSONError as exc:
+        detail = exc.args[0] if exc.args else exc
+        detail = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+        detail = detail.strip().splitlines()[0] if detail.strip() else type(exc).__name__
+        what = "valid UTF-8" if "UTF8" in detail else "valid JSON"
+        raise IngestError(
+            f"data.raw_path: {path} is not {what} ({detail}); fix it, or use .jsonl so that one bad row "
+            "does not spoil the file"
+        ) from exc
 
 
 # Rows per Parquet record batch: enough to amortize the conversion, few enough to bound memory.
