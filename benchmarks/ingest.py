@@ -186,7 +186,8 @@ def _table(results: list[dict]) -> str:
     for r in results:
         base = next((b for b in results if b["method"] == BASELINE and b["file_mb"] == r["file_mb"]), None)
         ratio = (
-            f"{r['rows_per_cpu_s'] / base['rows_per_cpu_s']:.2f}x, {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x"
+            f"{r['rows_per_cpu_s'] / base['rows_per_cpu_s']:.2f}x, "
+            f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x"
             if base
             else "-"
         )
