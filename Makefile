@@ -81,6 +81,7 @@ sample: setup
 bench: setup
 	$(PY) -m pip install --quiet ".[bench]"
 	$(PY) benchmarks/dedup.py
+	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/backtranslation.py
 	$(PY) benchmarks/pipeline_timing.py
 	$(PY) benchmarks/merge_tolerance.py

@@ -30,7 +30,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from resources.processes import failpoint, owner_alive, owner_token
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from datasets import Dataset
 
 Kind = Literal["dataset", "directory", "json"]
@@ -124,6 +125,21 @@ class ArtifactStore:
     def write_dataset(self, key: str, dataset: Dataset) -> Path:
         self.write_datasets({key: dataset})
         return self.path(key)
+
+    def write_dataset_stream(self, key: str, schema: pa.Schema, tables: Iterable[pa.Table]) -> Path:
+        """Write ``tables`` (each of ``schema``, one Parquet row group or more per table) as the dataset of
+        ``key``, one table in memory at a time, then rename the file over the previous version. An
+        exception from ``tables`` leaves the previous version in place and no partial file."""
+        import pyarrow.parquet as pq
+
+        target = self.path(key)
+        self._finish_interrupted(self.artifact(key).stage)
+        with _staged_file(target) as tmp:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for table in tables:
+                    writer.write_table(table)
+            os.replace(tmp, target)
+        return target
 
     def write_datasets(self, datasets: dict[str, Dataset]) -> None:
         """Write the datasets of one stage together: they become visible all at once or not at all,

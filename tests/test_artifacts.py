@@ -102,3 +102,23 @@ def test_md5_matches_what_dvc_records(tmp_path: Path) -> None:
     }
     assert dvc_md5(tmp_path / "models" / "adapter") == recorded["models/adapter"]
     assert dvc_md5(tmp_path / "data" / "f.parquet") == recorded["data/f.parquet"]
+
+
+def test_streamed_dataset_write_reads_back_and_a_failure_keeps_the_previous_version(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, ARTIFACTS)
+    features = example_features()
+    rows = _rows(5)
+    chunks = [to_dataset(rows[:2], features).data.table, to_dataset(rows[2:], features).data.table]
+    store.write_dataset_stream("clean_examples", features.arrow_schema, iter(chunks))
+    loaded = store.read_dataset("clean_examples")
+    assert loaded.features == features and loaded.to_list() == to_dataset(rows, features).to_list()
+    before = store.md5("clean_examples")
+
+    def fails_midway():
+        yield chunks[0]
+        raise ValueError("the input ran out of valid rows")
+
+    with pytest.raises(ValueError, match="ran out"):
+        store.write_dataset_stream("clean_examples", features.arrow_schema, fails_midway())
+    assert store.md5("clean_examples") == before
+    assert [p.name for p in store.path("clean_examples").parent.iterdir()] == ["clean_examples.parquet"]

@@ -22,7 +22,6 @@ SETTINGS = dataclasses.replace(
     settings_from(CleanSettings, section("clean")),
     cleanlab_enabled=False,
     text_hygiene=False,
-    pii_redaction=False,
     max_future_skew_hours=None,
 )
 HYGIENE = dataclasses.replace(SETTINGS, text_hygiene=True)
@@ -243,12 +242,13 @@ def test_hygiene_steps_come_before_validation_and_only_when_on() -> None:
 
 def test_params_yaml_turns_the_new_steps_on() -> None:
     settings = settings_from(CleanSettings, section("clean"))
-    assert settings.text_hygiene and settings.pii_redaction
-    assert settings.pii_types == ("email", "phone", "card", "iban", "ip")
+    assert settings.text_hygiene
     assert settings.max_future_skew_hours == 24 and settings.reference_time is None
     names = [step.name for step in default_steps(settings)]
-    assert names.index("text_hygiene") < names.index("validate") < names.index("pii_redaction")
-    assert names.index("pii_redaction") < names.index("future_timestamp") < names.index("dedup_exact")
+    assert names.index("text_hygiene") < names.index("validate") < names.index("future_timestamp")
+    assert names.index("future_timestamp") < names.index("dedup_exact")
+    # PII is redacted at ingest, before raw_examples is written (tests/test_pii.py)
+    assert not any("pii" in name for name in names)
 
 
 def test_metadata_tables() -> None:

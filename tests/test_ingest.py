@@ -477,3 +477,67 @@ def test_every_format_gives_the_same_examples(tmp_path: Path, suffix: str) -> No
     assert result[0]["messages"][0]["content"] == "Add 2 and 3.\n\nShow your work."
     assert result[1]["messages"] == canonical(CHAT["messages"])
     assert {r["created_at"] for r in result} == {T}
+
+
+# --- streaming -------------------------------------------------------------------------------------------
+
+
+def test_chunks_give_the_rows_of_the_whole_file_and_a_summary(tmp_path: Path) -> None:
+    from assets.ingest.normalize import normalize_chunks
+    from assets.ingest.summary import IngestSummary
+
+    rows_in: list[Any] = [dict(ALPACA, id=f"a{n}", created_at=f"2025-03-0{n}T00:00:00Z") for n in range(1, 8)]
+    rows_in[3] = dict(ALPACA, id="a1")  # a repeated id, found across chunks
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows_in) + "not json\n", encoding="utf-8")
+    summary = IngestSummary()
+    chunks = list(normalize_chunks(path, max_chars=MAX_CHARS, chunk_rows=3, summary=summary))
+    assert [len(chunk) for chunk in chunks] == [3, 3, 2]
+    assert [row for chunk in chunks for row in chunk] == normalize_file(path, max_chars=MAX_CHARS)
+    assert chunks[1][0]["error"].startswith("duplicate_id: id 'a1' is already used on line 1")
+    assert summary.rows == 8 and summary.errors == {"duplicate_id": 1, "malformed_json": 1}
+    assert summary.first_error["malformed_json"][0] == 8
+    assert (summary.oldest.day, summary.newest.day) == (1, 7)
+
+
+def test_jsonl_is_read_lazily(tmp_path: Path) -> None:
+    from assets.ingest.readers import iter_records
+
+    # the bad byte is on the last line: the rows before it come out before the error does
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(json.dumps(ALPACA).encode() + b"\n" + b'{"a": "caf\xe9"}\n')
+    records = iter_records(path)
+    assert next(records).value == ALPACA
+    with pytest.raises(IngestError, match=r"is not valid UTF-8 \(line 2, byte 10 of the line"):
+        next(records)
+
+
+def test_file_without_valid_rows_raises_after_the_last_chunk(tmp_path: Path) -> None:
+    from assets.ingest.normalize import normalize_chunks
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text("[1]\n[2]\n", encoding="utf-8")
+    chunks = normalize_chunks(path, max_chars=MAX_CHARS, chunk_rows=1)
+    assert len(next(chunks)) == 1 and len(next(chunks)) == 1
+    with pytest.raises(IngestError, match=r"has no valid row \(2 read\); most common error: not_an_object"):
+        next(chunks)
+
+
+def test_a_json_document_is_streamed_row_by_row(tmp_path: Path) -> None:
+    from assets.ingest.readers import iter_records
+
+    # a list that breaks after its first two rows: they come out before the error does
+    path = tmp_path / "rows.json"
+    path.write_bytes(b"\xef\xbb\xbf[" + json.dumps(ALPACA).encode() + b', {"weight": 0.5}, {"a": ')
+    records = iter_records(path)
+    assert next(records).value == ALPACA
+    second = next(records)
+    assert second.value == {"weight": 0.5} and isinstance(second.value["weight"], float)
+    with pytest.raises(IngestError, match=r"is not valid JSON \(parse error: premature EOF\)"):
+        next(records)
+    # a list under a wrapper key, after other keys (one of them a nested "rows"), is found by a first pass
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(
+        json.dumps({"meta": {"rows": [1]}, "data": 3, "rows": [ALPACA, CHAT]}), encoding="utf-8"
+    )
+    assert [record.value for record in read_records(wrapped)] == [ALPACA, CHAT]

@@ -1,19 +1,29 @@
-"""PII redaction in the clean stage: what becomes a placeholder, what never does, and where it applies
-(kept rows, rejected rows and their raw input text)."""
+"""PII redaction at ingest: what becomes a placeholder, what never does, and where it applies (every
+text raw_examples writes: turns, tool calls, tool definitions, the original text, error details)."""
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import re
+from pathlib import Path
+from typing import Any
 
+import dagster as dg
+import pyarrow.parquet as pq
 import pytest
 
-from assets.clean.asset import pii_table
-from assets.clean.pii import PII_TYPES, redact, redact_rejected
-from assets.clean.pipeline import CleanSettings, clean_rows, default_steps
-from tests.test_hygiene import SETTINGS, make_row
+from assets.clean.pipeline import clean_rows
+from assets.ingest.normalize import normalize_file
+from assets.ingest.redaction import redact_row
+from assets.ingest.settings import IngestOptions
+from assets.shared.errors import InputError
+from assets.shared.pii import PII_TYPES, redact
+from tests.conftest import materialize_raw
+from tests.test_hygiene import HYGIENE
 
-REDACTING = dataclasses.replace(SETTINGS, pii_redaction=True)
+REDACTING = IngestOptions(pii_redaction=True)
+# PII that must not survive anywhere, as the patterns below plant it
+LEAKS = re.compile(r"gmail|4111|7946|8\.8\.8\.8|GB82")
 
 
 @pytest.mark.parametrize(
@@ -91,86 +101,143 @@ def test_redaction_is_idempotent() -> None:
     assert redact(once) == (once, {})
 
 
-def test_clean_rows_redacts_kept_and_rejected_rows_and_raw_text() -> None:
-    rows = [
-        make_row(
-            "kept",
-            "My e-mail is jane.doe@gmail.com, what should I write?",
-            "Write back to jane.doe@gmail.com or call +44 20 7946 0958.",
-            line=1,
-            raw='{"q": "My e-mail is jane.doe@gmail.com"}',
-        ),
-        # rejected by validation (before redaction) and by exact dedup (after it)
-        make_row("short", "Card 4111 1111 1111 1111 ok?", "y", line=2, raw='{"card": "4111 1111 1111 1111"}'),
-        make_row(
-            "copy",
-            "My e-mail is jane.doe@gmail.com, what should I write?",
-            "Write back to jane.doe@gmail.com or call +44 20 7946 0958.",
-            line=3,
-            raw='{"q": "My e-mail is jane.doe@gmail.com"}',
-        ),
-        # an ingest error: only its raw text tells what it was
-        make_row(
-            "broken",
-            "",
-            "",
-            line=4,
-            messages=None,
-            error="malformed_json: line 4",
-            raw='{"mail": "x@gmail.com"',
-        ),
-    ]
-    result = clean_rows(rows, REDACTING)
-    assert [row["messages"] for row in result.kept] == [
-        [
-            {"role": "user", "content": "My e-mail is <EMAIL>, what should I write?"},
-            {"role": "assistant", "content": "Write back to <EMAIL> or call <PHONE>."},
-        ]
-    ]
-    rejected = {row["id"]: row for row in result.rejected}
-    assert (rejected["short"]["reason"], rejected["copy"]["reason"]) == ("short_response", "duplicate_exact")
-    assert rejected["short"]["messages"][0]["content"] == "Card <CARD> ok?"
-    assert rejected["short"]["raw"] == '{"card": "<CARD>"}'
-    assert rejected["copy"]["raw"] == '{"q": "My e-mail is <EMAIL>"}'
-    assert rejected["broken"]["raw"] == '{"mail": "<EMAIL>"'
-    texts = [str(value) for row in result.rejected for value in row.values()] + [str(result.kept)]
-    assert not any(re.search(r"gmail|4111|7946", text) for text in texts)
-    # the step counts spans in the messages it saw, clean_rows what it found in rejected rows
-    step = next(step for step in result.step_counts if step["step"] == "pii_redaction")
-    assert step["changes"] == {"changed_rows": 2, "email": 4, "phone": 2}
-    assert {k: v for k, v in result.counts.items() if k.startswith("pii_")} == {
-        "pii_rejected_card": 2,
-        "pii_rejected_email": 2,
-    }
-    table = pii_table(result.step_counts, result.counts)
-    assert "| email | 4 | 2 |" in table and "| card | 0 | 2 |" in table and "| phone | 2 | 0 |" in table
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # zero-width space, soft hyphen, word joiner and a BOM inside the span
+        ("Mail jane\u200b@gmail.com now", "Mail <EMAIL> now"),
+        ("Mail jane@gm\u00adail.com now", "Mail <EMAIL> now"),
+        ("+44 20\u2060 7946 0958", "<PHONE>"),
+        ("Card 4111\ufeff 1111 1111 1111.", "Card <CARD>."),
+        # a control character, and a bidi override
+        ("Server 8.8\x07.8.8 up", "Server <IP> up"),
+        ("Pay GB82\u202eWEST12345698765432", "Pay <IBAN>"),
+        # hidden characters outside a span are left for text hygiene to count and remove
+        ("\u200bjane@gmail.com\u200b", "\u200b<EMAIL>\u200b"),
+    ],
+)
+def test_hidden_characters_do_not_hide_pii(text: str, expected: str) -> None:
+    assert redact(text)[0] == expected
 
 
-def test_redact_rejected_leaves_ids_and_malformed_messages_alone() -> None:
-    row = make_row("jane@gmail.com", "q", "a", raw="jane@gmail.com", messages="not a list")
-    [redacted], counts = redact_rejected([row], PII_TYPES)
-    assert (redacted["id"], redacted["raw"], redacted["messages"]) == (
-        "jane@gmail.com",
-        "<EMAIL>",
-        "not a list",
+def test_text_hygiene_cannot_bring_redacted_pii_back(tmp_path: Path) -> None:
+    # ingest redacts through the hidden character; the clean stage's hygiene then removes the rest
+    path = _jsonl(tmp_path, [{"instruction": "Who is jane\u200b@gmail.com?", "output": "A \u200b friend."}])
+    rows = normalize_file(path, max_chars=8000, options=REDACTING)
+    result = clean_rows(rows, HYGIENE)
+    assert result.kept[0]["messages"][0]["content"] == "Who is <EMAIL>?"
+    assert not LEAKS.search(str(result.kept) + str(rows))
+
+
+def test_redact_row_covers_every_text_column_and_keeps_json_valid() -> None:
+    call = json.dumps(
+        [{"type": "function", "function": {"name": "mail", "arguments": {"to": "jane@gmail.com"}}}]
     )
-    assert counts == {"email": 1}
-    assert row["raw"] == "jane@gmail.com"  # new dicts, the input is untouched
+    row = {
+        "id": "jane@gmail.com",
+        "messages": [
+            {
+                "role": "system",
+                "content": "Escalate to +44 20 7946 0958.",
+                "weight": None,
+                "tool_calls": None,
+            },
+            {"role": "user", "content": "Mail her", "weight": None, "tool_calls": None},
+            {"role": "assistant", "content": "", "weight": None, "tool_calls": call},
+        ],
+        "tools": json.dumps(
+            [{"type": "function", "function": {"name": "mail", "description": "from 8.8.8.8"}}]
+        ),
+        "raw": '{"card": "4111 1111 1111 1111"}',
+        "error": "wrong_type: 'history' item 1 ... GB82WEST12345698765432",
+    }
+    redacted, counts = redact_row(row, PII_TYPES)
+    assert counts == {"email": 1, "phone": 1, "ip": 1, "card": 1, "iban": 1}
+    assert redacted["id"] == "jane@gmail.com"  # ids tie each raw row to its output; left alone
+    assert redacted["messages"][0]["content"] == "Escalate to <PHONE>."
+    assert json.loads(redacted["messages"][2]["tool_calls"])[0]["function"]["arguments"] == {"to": "<EMAIL>"}
+    assert "from <IP>" in json.loads(redacted["tools"])[0]["function"]["description"]
+    assert json.loads(redacted["raw"]) == {"card": "<CARD>"}
+    assert redacted["error"].endswith("... <IBAN>")
+    assert row["raw"] == '{"card": "4111 1111 1111 1111"}'  # a new dict, the input is untouched
 
 
-def test_redaction_step_only_when_on() -> None:
-    assert "pii_redaction" not in [step.name for step in default_steps(SETTINGS)]
-    result = clean_rows([make_row("r", "Mail jane@gmail.com?", "Sure, jane@gmail.com.")], SETTINGS)
-    assert result.kept[0]["messages"][0]["content"] == "Mail jane@gmail.com?"
+def test_ingest_redacts_every_row_kept_or_broken_and_keeps_ids_stable(tmp_path: Path) -> None:
+    rows_in: list[Any] = [
+        {
+            "instruction": "My mail is jane.doe@gmail.com",
+            "output": "Call +44 20 7946 0958.",
+            "system": "8.8.8.8",
+        },
+        {"instruction": "Card 4111 1111 1111 1111 ok?", "output": "no"},
+        {
+            "instruction": "My mail is jane.doe@gmail.com",
+            "output": "Call +44 20 7946 0958.",
+            "system": "8.8.8.8",
+        },
+        {"instruction": ["jane.doe@gmail.com"], "output": "wrong type"},
+    ]
+    path = _jsonl(tmp_path, rows_in)
+    with path.open("a") as handle:
+        handle.write('{"mail": "x@gmail.com"\n')  # malformed: only raw tells what it was
+    plain = normalize_file(path, max_chars=8000)
+    rows = normalize_file(path, max_chars=8000, options=REDACTING)
+    assert not LEAKS.search(str(rows))
+    assert LEAKS.search(str(plain))
+    # ids are derived from the original text, so redaction changes none; the copy still gets "-2"
+    assert [row["id"] for row in rows] == [row["id"] for row in plain]
+    assert rows[2]["id"] == rows[0]["id"] + "-2"
+    assert [m["content"] for m in rows[0]["messages"]] == ["<IP>", "My mail is <EMAIL>", "Call <PHONE>."]
+    assert rows[4]["raw"] == '{"mail": "<EMAIL>"'
+    assert rows[3]["error"].startswith("wrong_type")
 
 
-@pytest.mark.parametrize("types", [["email", "phone", "ssn"], ["Email"]])
-def test_unknown_pii_type_names_the_setting(types: list[str]) -> None:
-    with pytest.raises(ValueError, match=re.escape("clean.pii_types may list email, phone, card, iban, ip")):
-        dataclasses.replace(REDACTING, pii_types=types)
+def test_unknown_pii_type_names_the_setting() -> None:
+    for types in (["email", "phone", "ssn"], ["Email"]):
+        with pytest.raises(
+            InputError, match=re.escape("data.pii_types may list email, phone, card, iban, ip")
+        ):
+            IngestOptions(pii_types=types)
+    with pytest.raises(InputError, match=r"data\.pii_redaction must be true or false"):
+        IngestOptions(pii_redaction="yes")  # type: ignore[arg-type]
+    assert IngestOptions(pii_types=["email", "ip"]).pii_types == ("email", "ip")
 
 
-def test_pii_types_from_a_list_become_a_tuple() -> None:
-    settings = dataclasses.replace(REDACTING, pii_types=["email", "ip"])
-    assert settings.pii_types == ("email", "ip")
-    assert isinstance(settings, CleanSettings)
+def test_raw_examples_is_redacted_on_disk_and_counts_by_type(tmp_path: Path) -> None:
+    path = _jsonl(
+        tmp_path,
+        [
+            {"instruction": "Write jane@gmail.com and bob@gmail.com", "output": "Done, jane@gmail.com."},
+            {"instruction": "Server?", "output": "8.8.8.8"},
+        ],
+    )
+    result = materialize_raw(tmp_path, path)
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    table = event.materialization.metadata["pii_redacted"]
+    assert isinstance(table, dg.MarkdownMetadataValue)
+    # three addresses, each in a turn and in the original text
+    assert "| email | 6 | 1 |" in table.value and "| ip | 2 | 1 |" in table.value
+    assert "| card | 0 | 0 |" in table.value
+    written = pq.read_table(tmp_path / "data/raw_examples.parquet").to_pylist()
+    assert len(written) == 2 and not LEAKS.search(str(written))
+
+
+def _jsonl(tmp_path: Path, rows: list[Any]) -> Path:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_escaped_characters_in_a_jsonl_line_do_not_hide_pii_in_raw(tmp_path: Path) -> None:
+    # json.dumps' default writes non-ASCII as \uXXXX: "T\u00e9l\u00e9phone: 030 1234567" in the line
+    value = {"instruction": "Téléphone: 030 1234567, mail jane\u200b@gmail.com", "output": "Merci."}
+    path = tmp_path / "ascii.jsonl"
+    path.write_text(json.dumps(value) + "\n", encoding="utf-8")
+    assert "\\u00e9" in path.read_text(encoding="utf-8")
+    [row] = normalize_file(path, max_chars=8000, options=REDACTING)
+    assert row["messages"][0]["content"] == "Téléphone: <PHONE>, mail <EMAIL>"
+    assert json.loads(row["raw"])["instruction"] == "Téléphone: <PHONE>, mail <EMAIL>"
+    # without redaction the line is kept as written
+    [plain] = normalize_file(path, max_chars=8000)
+    assert plain["raw"] == path.read_text(encoding="utf-8").strip()

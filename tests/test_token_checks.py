@@ -92,3 +92,76 @@ def test_rows_are_unchanged_by_the_check(tokenizer: Any, tmp_path: Path) -> None
     before = copy.deepcopy(rows)
     check_tokens(rows, tokenizer=tokenizer, max_seq_length=32)
     assert rows == before
+
+
+# --- clean.too_long_policy: trim_history -----------------------------------------------------------------
+
+
+def test_trim_history_drops_the_earliest_exchanges_until_the_row_fits(tokenizer: Any) -> None:
+    from assets.clean.token_checks import token_check_steps
+
+    turns = [
+        ("system", "Be brief."),
+        ("user", "word " * 200),
+        ("assistant", "Noted."),
+        ("user", "What now?"),
+        ("assistant", "Rest."),
+        ("user", "Hi"),
+        ("assistant", "Hello there."),
+    ]
+    fits = row("fits", ("user", "Hi"), ("assistant", "Hello there."))
+    rows = [row("long", *turns), fits]
+    result = run_steps(rows, token_check_steps(tokenizer, 64, "trim_history"))
+    assert [r["id"] for r in result.kept] == ["long", "fits"] and not result.rejected
+    # the system turn stays, the first exchange goes, the next one is kept since the row now fits
+    assert [(m["role"], m["content"]) for m in result.kept[0]["messages"]] == [turns[0], *turns[3:]]
+    assert result.kept[1]["messages"] == fits["messages"]
+    [trim] = [step for step in result.step_counts if step["step"] == "trim_history"]
+    assert trim["rewritten"] == 1 and trim["changes"] == {
+        "changed_rows": 1,
+        "trimmed_rows": 1,
+        "trimmed_turns": 2,
+    }
+
+
+def test_trim_history_rejects_a_row_whose_last_exchange_is_too_long(tokenizer: Any) -> None:
+    from assets.clean.token_checks import token_check_steps
+
+    rows = [
+        row("long", ("user", "Hi"), ("assistant", "Hello."), ("user", "word " * 200), ("assistant", "ok"))
+    ]
+    result = run_steps(rows, token_check_steps(tokenizer, 64, "trim_history"))
+    [rejected] = result.rejected
+    assert rejected["reason"] == "too_long" and "trim_history could not make it fit" in rejected["detail"]
+    assert len(rejected["messages"]) == 4  # rejected as it was, not half trimmed
+    # under the default policy the detail offers the setting
+    found = check_tokens(rows, tokenizer=tokenizer, max_seq_length=64)
+    assert "set clean.too_long_policy: trim_history" in found.rejections[0].detail
+
+
+def test_an_exchange_keeps_the_tool_turns_that_answer_it() -> None:
+    from assets.clean.token_checks import _exchanges
+
+    roles = ["system", "assistant", "user", "assistant", "tool", "assistant", "user", "assistant"]
+    head, exchanges = _exchanges([{"role": role} for role in roles])
+    assert [m["role"] for m in head] == ["system"]
+    assert [[m["role"] for m in exchange] for exchange in exchanges] == [
+        ["assistant"],
+        ["user", "assistant", "tool", "assistant"],
+        ["user", "assistant"],
+    ]
+
+
+def test_an_unknown_too_long_policy_names_the_setting(tokenizer: Any) -> None:
+    import dataclasses
+
+    from assets.clean.pipeline import CleanSettings
+    from assets.clean.token_checks import token_check_steps
+    from assets.params import section, settings_from
+
+    with pytest.raises(ValueError, match=r"clean\.too_long_policy must be one of reject, trim_history"):
+        token_check_steps(tokenizer, 64, "truncate")
+    settings = settings_from(CleanSettings, section("clean"))
+    assert settings.too_long_policy == "reject"
+    with pytest.raises(ValueError, match=r"clean\.too_long_policy must be reject or trim_history"):
+        dataclasses.replace(settings, too_long_policy="truncate")

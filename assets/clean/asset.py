@@ -38,7 +38,7 @@ FINDINGS = ("near_duplicate_clusters", "cleanlab_outliers", "special_token_text_
             deps=["raw_examples", "base_model"],
             description="Raw rows that passed validation, exact and near-duplicate removal and the "
             "cleanlab pass (near duplicates, outliers on embeddings): the training pool. Their text is "
-            "cleaned of invisible and control characters and PII is replaced by typed placeholders; "
+            "cleaned of invisible and control characters (PII was replaced by typed placeholders at ingest); "
             "each row renders with the base model's chat template within train.max_seq_length tokens.",
             kinds={"parquet", "dvc"},
         ),
@@ -63,14 +63,17 @@ def clean(
     models: ModelLoader,
 ) -> Iterator[dg.MaterializeResult]:
     from assets.clean.pipeline import CleanSettings, clean_rows
-    from assets.clean.token_checks import token_check_step
+    from assets.clean.token_checks import token_check_steps
     from assets.shared.schema import example_features, rejected_features, to_dataset
 
     stopwatch = Stopwatch()
     settings = stage_settings(CleanSettings, config.model_dump())
     # Rows are checked with the tokenizer and chat template training will use (train.max_seq_length).
-    token_check = token_check_step(models.tokenizer(base_model), stage_value(config, "max_seq_length", int))
-    result = clean_rows(raw_examples.to_list(), settings, token_check=token_check)
+    token_checks = token_check_steps(
+        models.tokenizer(base_model), stage_value(config, "max_seq_length", int), settings.too_long_policy
+    )
+    result = clean_rows(raw_examples.to_list(), settings, token_check=token_checks)
+    trimmed = _rewrite_changes(result.step_counts, "tokens")
     kept = to_dataset(result.kept, example_features())
     rejected = to_dataset(result.rejected, rejected_features())
     store = artifact_store(storage)
@@ -95,12 +98,15 @@ def clean(
                 "finding",
             ),
             "max_tokens_kept": result.counts.get("max_tokens_kept", 0),
+            # rows over train.max_seq_length kept by dropping their earliest exchanges (trim_history)
+            "too_long_policy": settings.too_long_policy,
+            "trimmed_rows": trimmed.get("trimmed_rows", 0),
+            "trimmed_turns": trimmed.get("trimmed_turns", 0),
             "notes": "; ".join(result.notes) or "none",
             # The cleaning steps in order: what each saw, rejected and rewrote.
             "steps": dg.MetadataValue.md(step_table(result.step_counts)),
-            # What the rewrite steps changed: hygiene by kind, PII spans redacted by type.
+            # What text hygiene changed, by kind (PII is redacted at ingest: raw_examples' pii_redacted).
             "hygiene_changes": dg.MetadataValue.md(hygiene_table(result.step_counts)),
-            "pii_redacted": dg.MetadataValue.md(pii_table(result.step_counts, result.counts)),
         },
         "rejected_examples": {
             **dataset_metadata(rejected),
@@ -142,19 +148,6 @@ def hygiene_table(step_counts: list[dict]) -> str:
     changes = _rewrite_changes(step_counts, "hygiene")
     lines = ["| kind | changes |", "|---|---|", *(f"| {k} | {v} |" for k, v in sorted(changes.items()))]
     return "\n".join(lines) if changes else "none"
-
-
-def pii_table(step_counts: list[dict], counts: dict[str, int]) -> str:
-    """PII spans redacted by type: in the messages of the rows the redaction step saw, and in rejected
-    rows (their raw text, detail, and messages of rows rejected before that step)."""
-    in_messages = _rewrite_changes(step_counts, "pii")
-    in_rejected = {
-        k.removeprefix("pii_rejected_"): v for k, v in counts.items() if k.startswith("pii_rejected_")
-    }
-    kinds = sorted(set(in_messages) | set(in_rejected))
-    lines = ["| type | in messages | in rejected rows |", "|---|---|---|"]
-    lines += [f"| {k} | {in_messages.get(k, 0)} | {in_rejected.get(k, 0)} |" for k in kinds]
-    return "\n".join(lines) if kinds else "none"
 
 
 def reason_examples(rejected: list[dict], per_reason: int = 3) -> str:

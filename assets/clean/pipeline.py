@@ -7,10 +7,8 @@ step's stage is the ``stage`` column of the rows it rejects:
 1. ``ingest``: rows the reader could not normalize (their ``error`` is set);
    ``hygiene`` (``clean.text_hygiene``): turns with no visible character, then the rewrite of
    :mod:`assets.clean.hygiene` (invisible and lone control characters, NFC, whitespace);
-2. ``validate``: the row filters of :mod:`assets.clean.filters`, then unique ids;
-   ``pii`` (``clean.pii_redaction``): the rewrite of :mod:`assets.clean.pii` (typed placeholders; rejected
-   rows, their ``raw`` text included, are redacted by :func:`clean_rows`); then future timestamps
-   (``clean.max_future_skew_hours``, stage ``validate``, see :func:`future_reference`);
+2. ``validate``: the row filters of :mod:`assets.clean.filters`, then unique ids, then future timestamps
+   (``clean.max_future_skew_hours``, see :func:`future_reference`);
 3. ``dedup_exact``: normalized-text hashes;
 4. ``dedup_prefix``: conversations that are the opening turns of a longer one;
 5. ``dedup_near``: character-shingle Jaccard, candidates from MinHash + LSH, verified exactly, with the
@@ -21,7 +19,9 @@ step's stage is the ``stage`` column of the rows it rejects:
 The near-duplicate stages never link two rows of one group (same non-null ``group_id``); exact and prefix
 duplicates are rejected whatever their groups.
 
-Every input row ends up in exactly one of ``kept`` and ``rejected``, in file order.
+Every input row ends up in exactly one of ``kept`` and ``rejected``, in file order. PII is not this
+stage's business: ingest redacts every text before raw_examples is written (``data.pii_redaction``), and
+looks through the invisible and control characters that text hygiene removes here, so no PII surfaces.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from assets.clean.dedup import (
 from assets.clean.embed import SUPPORTED_EMBEDDERS, make_embedder
 from assets.clean.filters import check_ingest_error, find_reused_ids, row_filters, validate_row
 from assets.clean.hygiene import hygiene_rewrite, invisible_only_turns
-from assets.clean.pii import PII_TYPES, pii_rewrite, redact_rejected
 from assets.clean.quality import MIN_ROWS, find_quality_issues
 from assets.clean.steps import (
     Filtered,
@@ -77,8 +76,9 @@ class CleanSettings:
     # Off unless params.yaml turns them on (it does), so code that builds settings by hand keeps the old
     # steps; keyword-only, so that fields without a default can still follow.
     text_hygiene: bool = field(default=False, kw_only=True)
-    pii_redaction: bool = field(default=False, kw_only=True)
-    pii_types: tuple[str, ...] = field(default=PII_TYPES, kw_only=True)
+    # What the token step does with a row longer than train.max_seq_length: reject, or trim_history
+    # (assets/clean/token_checks.py).
+    too_long_policy: str = field(default="reject", kw_only=True)
     max_future_skew_hours: int | None = field(default=None, kw_only=True)
     reference_time: str | None = field(default=None, kw_only=True)
     # The cleanlab pass: outliers are reported, and dropped only when this says so; near duplicates need
@@ -132,9 +132,12 @@ class CleanSettings:
             f"must be one of {', '.join(SUPPORTED_EMBEDDERS)}",
             self.embedder,
         )
-        unknown = [kind for kind in self.pii_types if kind not in PII_TYPES]
-        _require(not unknown, "pii_types", f"may list {', '.join(PII_TYPES)}", list(self.pii_types))
-        object.__setattr__(self, "pii_types", tuple(self.pii_types))
+        _require(
+            self.too_long_policy in ("reject", "trim_history"),
+            "too_long_policy",
+            "must be reject or trim_history",
+            self.too_long_policy,
+        )
         skew = self.max_future_skew_hours
         _require(skew is None or skew >= 0, "max_future_skew_hours", "must be >= 0", skew)
         parse_cutoff(self.reference_time, "clean.reference_time")  # an InputError names the setting
@@ -164,16 +167,19 @@ class CleanResult:
 
 
 def default_steps(
-    settings: CleanSettings, *, now: datetime | None = None, token_check: Step | None = None
+    settings: CleanSettings,
+    *,
+    now: datetime | None = None,
+    token_check: Step | Sequence[Step] | None = None,
 ) -> list[Step]:
     """The cleaning steps in order. Cheap, exact checks run first so the costly ones see fewer rows.
 
     Text hygiene runs before validation, which then rejects what it could not repair (NUL, U+FFFD);
-    redaction runs before anything is compared or kept; future timestamps go before dedup, so that a
+    future timestamps go before dedup, so that a
     rejected row is never the kept copy of a duplicate. ``now`` (default: the clock) only matters for
     :func:`future_reference` when ``clean.reference_time`` is null. ``token_check`` is the base model's
-    token-aware step (assets/clean/token_checks.py); it goes before dedup, so that a row the model cannot
-    be trained on is never the kept copy of a duplicate.
+    token-aware step, or steps (assets/clean/token_checks.py); they go before dedup, so that a row the
+    model cannot be trained on is never the kept copy of a duplicate.
     """
     filters = row_filters(min_response_chars=settings.min_response_chars)
     hygiene: list[Step] = []
@@ -182,9 +188,6 @@ def default_steps(
             FilterStep("hygiene", each_row(invisible_only_turns), name="visible_text"),
             RewriteStep("hygiene", hygiene_rewrite, name="text_hygiene"),
         ]
-    redaction: list[Step] = []
-    if settings.pii_redaction:
-        redaction = [RewriteStep("pii", pii_rewrite(settings.pii_types), name="pii_redaction")]
     freshness: list[Step] = []
     if settings.max_future_skew_hours is not None:
         limit = partial(
@@ -198,9 +201,8 @@ def default_steps(
         *hygiene,
         FilterStep("validate", each_row(partial(validate_row, filters=filters))),
         FilterStep("validate", find_reused_ids, name="unique_ids"),
-        *redaction,
         *freshness,
-        *([token_check] if token_check is not None else []),
+        *_as_steps(token_check),
         FilterStep("dedup_exact", exact_duplicates),
         FilterStep("dedup_prefix", prefix_duplicates),
         FilterStep("dedup_near", partial(near_duplicates, settings=settings)),
@@ -209,18 +211,20 @@ def default_steps(
 
 
 def clean_rows(
-    rows: list[dict[str, Any]], settings: CleanSettings, *, token_check: Step | None = None
+    rows: list[dict[str, Any]], settings: CleanSettings, *, token_check: Step | Sequence[Step] | None = None
 ) -> CleanResult:
     """Split raw rows into clean examples and rejected rows, deterministically and in file order.
     ``token_check``: see :func:`default_steps`."""
     result = run_steps(rows, default_steps(settings, token_check=token_check))
-    rejected, counts = result.rejected, result.counts
-    if settings.pii_redaction:
-        # rejected_examples is a versioned output too: its raw input text and the messages of rows
-        # rejected before the redaction step are redacted like the kept rows.
-        rejected, found = redact_rejected(rejected, settings.pii_types)
-        counts = {**counts, **{f"pii_rejected_{kind}": found[kind] for kind in sorted(found)}}
-    return CleanResult(result.kept, rejected, counts, result.scores, result.notes, result.step_counts)
+    return CleanResult(
+        result.kept, result.rejected, result.counts, result.scores, result.notes, result.step_counts
+    )
+
+
+def _as_steps(steps: Step | Sequence[Step] | None) -> list[Step]:
+    if steps is None:
+        return []
+    return [steps] if isinstance(steps, FilterStep | RewriteStep) else list(steps)
 
 
 def future_reference(settings: CleanSettings, now: datetime | None = None) -> datetime:

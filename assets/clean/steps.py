@@ -56,10 +56,12 @@ class Filtered:
 @dataclass(frozen=True)
 class Rewritten:
     """What a rewrite step changed: the new content of every message of each changed row, by position, and
-    the step's own counters (e.g. ``{"emails": 3}``). Rows it leaves alone are simply absent."""
+    the step's own counters (e.g. ``{"emails": 3}``). Rows it leaves alone are simply absent. A step that
+    changes which turns a row has (dropping earlier turns) gives the row's new ``messages`` instead."""
 
     contents: Mapping[int, Sequence[str]]
     counts: Mapping[str, int] = field(default_factory=dict)
+    messages: Mapping[int, Sequence[Row]] = field(default_factory=dict)
 
 
 FilterFn = Callable[[Sequence[Row]], Mapping[int, Rejection] | Filtered]
@@ -180,6 +182,11 @@ def _rewrite(step: RewriteStep, rows: Sequence[Row]) -> tuple[dict[int, Row], di
         ]
         if messages != row["messages"]:
             changed[position] = {**row, "messages": messages}
+    for position, messages in outcome.messages.items():
+        _check_position(step, position, len(rows))
+        row = changed.get(position, rows[position])
+        if list(messages) != row["messages"]:
+            changed[position] = {**row, "messages": [dict(message) for message in messages]}
     return changed, {"changed_rows": len(changed), **outcome.counts}
 
 

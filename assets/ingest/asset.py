@@ -1,7 +1,7 @@
 """raw_examples: the input file, every row of it, in the canonical schema."""
 
-from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -9,7 +9,6 @@ from assets.publishing import (
     Stopwatch,
     artifact_store,
     count_table,
-    dataset_metadata,
     fail,
     record_stage,
     stage_config,
@@ -24,6 +23,8 @@ from resources.storage import StorageResource
 RawExamplesConfig = stage_config("raw_examples")
 # The run tag that says which raw file content a run ingested (the sensor sets it when it asks).
 RAW_MD5_TAG = "raw_md5"
+# A large file logs its progress every this many rows.
+PROGRESS_ROWS = 100_000
 
 
 @dg.asset(
@@ -38,10 +39,13 @@ def raw_examples(
     dataset; alpaca, chat, ShareGPT, OpenAI tool-call or OpenAssistant rows), normalized to the canonical
     schema, with its source line and original text. Rows that could not be normalized are kept here with
     an `error`; clean_examples moves them to rejected_examples. `created_at_source` says which rows carry
-    their own time and which were given one from their place in the file (`data.missing_created_at`)."""
-    from assets.ingest.normalize import created_at_sources, mixed_created_at_warning, normalize_file
+    their own time and which were given one from their place in the file (`data.missing_created_at`).
+    With `data.pii_redaction`, e-mail addresses, phone numbers, card numbers, IBANs and IP addresses are
+    typed placeholders (<EMAIL>, <PHONE>, ...) in every text column, the original text included."""
+    from assets.ingest.normalize import normalize_chunks
     from assets.ingest.readers import IngestError
     from assets.ingest.settings import IngestOptions
+    from assets.ingest.summary import IngestSummary
     from assets.shared.schema import raw_features, to_dataset
 
     stopwatch = Stopwatch()
@@ -53,32 +57,53 @@ def raw_examples(
     path = resolve_path(config.raw_path)
     # a directory written by Dataset.save_to_disk has a DVC md5 too
     before = dvc_md5(path) if path.exists() else None
-    try:
+    features = raw_features()
+    summary = IngestSummary()
+
+    def tables() -> Iterator[Any]:
         # The configured path, not the absolute one: the same input gives the same bytes anywhere.
-        rows = normalize_file(path, max_chars=config.max_chars, source_file=config.raw_path, options=options)
+        chunks = normalize_chunks(
+            path, max_chars=config.max_chars, source_file=config.raw_path, options=options, summary=summary
+        )
+        logged = 0
+        for chunk in chunks:
+            yield to_dataset(chunk, features).data.table
+            if summary.rows - logged >= PROGRESS_ROWS:
+                logged = summary.rows
+                context.log.info(f"raw_examples: {logged} rows read from {config.raw_path}")
+
+    try:
+        # Streamed: one chunk of rows in memory at a time; the file replaces the last version only
+        # once every row is written (and not at all when the input holds no valid row).
+        artifact_store(storage).write_dataset_stream("raw_examples", features.arrow_schema, tables())
     except IngestError as exc:
         raise fail(str(exc)) from None
-    mixed = mixed_created_at_warning(rows)
+    mixed = summary.mixed_created_at_warning()
     if mixed is not None:
         context.log.warning(mixed)
     if dvc_md5(path) != before:
         raise fail(f"data.raw_path: {path} changed while it was being read; materialize raw_examples again.")
-    dataset = to_dataset(rows, raw_features())
-    artifact_store(storage).write_dataset("raw_examples", dataset)
     # The run says what it ingested, whatever the sensor saw when it asked for the run.
     context.instance.add_run_tags(context.run_id, {RAW_MD5_TAG: before})
-    errors = Counter(str(e).split(":", 1)[0] for e in dataset["error"] if e)
     metadata = {
-        **dataset_metadata(dataset),
+        "dagster/row_count": summary.rows,
+        **({"oldest": summary.oldest.isoformat()} if summary.oldest else {}),
+        **({"newest": summary.newest.isoformat()} if summary.newest else {}),
         "source_file": dg.MetadataValue.path(str(path)),
         # The sensor compares the file's current md5 with this to decide whether to retrain.
         "source_md5": before,
-        "rows_with_errors": sum(errors.values()),
-        "errors_by_reason": count_table(errors.items(), "error"),
+        "rows_with_errors": sum(summary.errors.values()),
+        "errors_by_reason": count_table(summary.errors.items(), "error"),
         # which rows carry their own created_at (file) and which got one from their line (row_order)
-        "created_at_sources": count_table(created_at_sources(rows).items(), "created_at_source"),
+        "created_at_sources": count_table(summary.created_at_sources.items(), "created_at_source"),
         "created_at_policy": options.missing_created_at,
         "created_at_mixed": dg.MetadataValue.md(mixed or "no"),
+        # PII spans replaced by placeholders, by type (data.pii_redaction, data.pii_types)
+        "pii_redacted": dg.MetadataValue.md(
+            summary.pii_table(options.pii_types)
+            if options.pii_redaction
+            else "off (data.pii_redaction is false): text is written as it was read"
+        ),
     }
     # dvc.lock records the file as it was read, even if it changes before the commit.
     read = {str(path): before} if before is not None else None

@@ -19,7 +19,7 @@ as JSONL instead. Framework-free.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 # States of the quote scanner (the default dialect: comma, double quote, "" for a quote inside quotes).
@@ -38,21 +38,45 @@ class CsvRecord:
 
 
 class _Lines:
-    """The physical lines of a text, fed to :func:`csv.reader` one by one, with a position one can move:
-    the reader keeps no state between records, so reading may go on from any line."""
+    """The physical lines of a text, fed to :func:`csv.reader` one by one, with a position one can move
+    back: the reader keeps no state between records, so reading may go on from any line still held.
+    Lines are read from ``source`` as needed and held from the start of the current record on
+    (:meth:`forget`), so memory is bounded by the longest record, not by the file."""
 
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
+    def __init__(self, source: Iterable[str]) -> None:
+        self.source = iter(source)
+        self.held: list[str] = []
+        self.first = 0  # the line number (0-based) of held[0]
         self.position = 0
 
     def __iter__(self) -> Iterator[str]:
         return self
 
     def __next__(self) -> str:
-        if self.position >= len(self.lines):
+        if self.position - self.first >= len(self.held) and not self._pull():
             raise StopIteration
         self.position += 1
-        return self.lines[self.position - 1]
+        return self.held[self.position - 1 - self.first]
+
+    def _pull(self) -> bool:
+        line = next(self.source, None)
+        if line is None:
+            return False
+        self.held.append(line)
+        return True
+
+    def span(self, start: int, end: int) -> list[str]:
+        """Lines ``start`` to ``end`` (0-based, end excluded), which must still be held."""
+        return self.held[start - self.first : end - self.first]
+
+    def at_end(self) -> bool:
+        """Whether no line follows the current position."""
+        return self.position - self.first >= len(self.held) and not self._pull()
+
+    def forget(self) -> None:
+        """Let go of the lines before the current position."""
+        del self.held[: self.position - self.first]
+        self.first = self.position
 
 
 def physical_lines(text: str) -> list[str]:
@@ -65,38 +89,50 @@ def physical_lines(text: str) -> list[str]:
 
 
 def csv_records(text: str) -> tuple[list[str] | None, list[CsvRecord]]:
-    """The header and every non-blank record of ``text`` in order. Raises :class:`csv.Error` only for
-    what no isolation can fix (a cell over the csv module's field size limit)."""
-    lines = physical_lines(text)
-    source = _Lines(lines)
-    reader = csv.reader(source)
-    header: list[str] | None = None
-    records: list[CsvRecord] = []
-    while True:
-        start = source.position
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise csv.Error(f"line {start + 1}: {exc}") from exc
-        end = source.position
-        if not any(cell.strip() for cell in cells):
-            continue
-        if header is None:
-            header = cells
-            continue
-        span = lines[start:end]
-        # a record on one line can hold an open quote only at the end of the file
-        if len(span) > 1 or (end == len(lines) and _scan(span)[0] == _QUOTED):
-            broken = _isolate_open_quote(span, cells, len(header), header, start)
-            if broken is not None:
-                record, resume = broken
-                records.append(record)
-                source.position = start + resume
+    """The header and every non-blank record of ``text`` in order (see :class:`CsvReader`)."""
+    reader = CsvReader(physical_lines(text))
+    records = list(reader)
+    return reader.header, records
+
+
+class CsvReader:
+    """The records of a CSV text given as its physical lines (each with its line end, as
+    :func:`physical_lines` gives them or a file read in binary mode yields them), read lazily; ``header``
+    is set once the first non-blank record is read. Iterating raises :class:`csv.Error` only for what no
+    isolation can fix (a cell over the csv module's field size limit)."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self.lines = lines
+        self.header: list[str] | None = None
+
+    def __iter__(self) -> Iterator[CsvRecord]:
+        source = _Lines(self.lines)
+        reader = csv.reader(source)
+        while True:
+            source.forget()
+            start = source.position
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise csv.Error(f"line {start + 1}: {exc}") from exc
+            end = source.position
+            if not any(cell.strip() for cell in cells):
                 continue
-        records.append(CsvRecord(start + 1, _strip_end("".join(span)), cells))
-    return header, records
+            if self.header is None:
+                self.header = cells
+                continue
+            span = source.span(start, end)
+            # a record on one line can hold an open quote only at the end of the file
+            if len(span) > 1 or (_scan(span)[0] == _QUOTED and source.at_end()):
+                broken = _isolate_open_quote(span, cells, len(self.header), self.header, start)
+                if broken is not None:
+                    record, resume = broken
+                    yield record
+                    source.position = start + resume
+                    continue
+            yield CsvRecord(start + 1, _strip_end("".join(span)), cells)
 
 
 def _isolate_open_quote(

@@ -12,14 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from assets.ingest.fields import RowError, id_string, optional_string, present
 from assets.ingest.oasst import AUDIT_KEYS, TreeError, expand_tree, is_message_tree
-from assets.ingest.readers import IngestError, RawRecord, read_records, row_to_raw
+from assets.ingest.readers import IngestError, RawRecord, iter_records, row_to_raw
+from assets.ingest.redaction import redact_row
 from assets.ingest.settings import ROW_FIELDS, IngestOptions
+from assets.ingest.summary import IngestSummary
 from assets.ingest.turns import read_messages, read_tools
 from assets.shared.schema import EXAMPLE_COLUMNS, PROVENANCE_COLUMNS, empty_row
 from assets.shared.timestamps import TimestampError, parse_timestamp
@@ -125,21 +128,45 @@ def rename_columns(value: dict[str, Any], column_map: dict[str, str]) -> dict[st
 
 def created_at_sources(rows: list[dict[str, Any]]) -> Counter[str]:
     """How many rows got their ``created_at`` from the file and how many from their place in it."""
-    return Counter(row["created_at_source"] for row in rows if row.get("created_at_source"))
+    return _summary_of(rows).created_at_sources
 
 
 def mixed_created_at_warning(rows: list[dict[str, Any]]) -> str | None:
     """A sentence for the person when some rows carry their own time and others got one from row order."""
-    counts = created_at_sources(rows)
-    if not (counts["file"] and counts["row_order"]):
-        return None
-    first = next(row["source_line"] for row in rows if row.get("created_at_source") == "row_order")
-    return (
-        f"{counts['row_order']} rows have no created_at (the first on line {first}) and were given one from "
-        f"their place in the file (data.row_order_start plus the line number in seconds), while "
-        f"{counts['file']} rows carry their own: the time split orders the two kinds against each other "
-        "by these times. Add created_at to every row, or set data.missing_created_at: reject."
-    )
+    return _summary_of(rows).mixed_created_at_warning()
+
+
+def _summary_of(rows: list[dict[str, Any]]) -> IngestSummary:
+    summary = IngestSummary()
+    for row in rows:
+        summary.add(row)
+    return summary
+
+
+class DuplicateIds:
+    """Resolves repeated ids row by row, first occurrence wins (see :func:`mark_duplicate_ids`). Holds
+    one entry per distinct id: memory grows with the number of rows (about 100 bytes each), not with
+    their text."""
+
+    def __init__(self) -> None:
+        self.first_line: dict[str, int | None] = {}
+        self.repeats: Counter[str] = Counter()
+
+    def mark(self, original: dict[str, Any]) -> dict[str, Any]:
+        row = dict(original)
+        row_id = row["id"]
+        if row_id in self.first_line:
+            if row_id == derived_id(row["raw"]):
+                self.repeats[row_id] += 1
+                row["id"] = f"{row_id}-{self.repeats[row_id] + 1}"
+            elif row["error"] is None:
+                row["error"] = (
+                    f"duplicate_id: id '{row_id}' is already used on line {self.first_line[row_id]}; "
+                    "give each row its own id"
+                )
+        else:
+            self.first_line[row_id] = row["source_line"]
+        return row
 
 
 def mark_duplicate_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -149,25 +176,8 @@ def mark_duplicate_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     without an id of their own that have the same text get the same derived id; the later ones get a
     ``-2``, ``-3`` ... suffix so ids stay unique (the clean stage rejects them as exact duplicates).
     """
-    first_line: dict[str, int | None] = {}
-    repeats: Counter[str] = Counter()
-    result = []
-    for original in rows:
-        row = dict(original)
-        row_id = row["id"]
-        if row_id in first_line:
-            if row_id == derived_id(row["raw"]):
-                repeats[row_id] += 1
-                row["id"] = f"{row_id}-{repeats[row_id] + 1}"
-            elif row["error"] is None:
-                row["error"] = (
-                    f"duplicate_id: id '{row_id}' is already used on line {first_line[row_id]}; "
-                    "give each row its own id"
-                )
-        else:
-            first_line[row_id] = row["source_line"]
-        result.append(row)
-    return result
+    ids = DuplicateIds()
+    return [ids.mark(row) for row in rows]
 
 
 def record_rows(
@@ -209,6 +219,55 @@ def record_rows(
     ]
 
 
+# Rows per chunk handed to the writer: memory holds about this many rows at a time.
+CHUNK_ROWS = 5000
+
+
+def normalize_chunks(
+    path: Path,
+    *,
+    max_chars: int,
+    source_file: str | None = None,
+    options: IngestOptions = DEFAULT_OPTIONS,
+    summary: IngestSummary | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[list[dict[str, Any]]]:
+    """Read, normalize and (with ``options.pii_redaction``) redact the rows of ``path`` in file order,
+    ``chunk_rows`` at a time, so memory does not grow with the file (see
+    :func:`assets.ingest.readers.iter_records`).
+
+    ``source_file`` is what the rows record as their origin (default: ``path`` as given); ``options`` are
+    the column names, role names, timestamp policy and redaction of ``data`` (:class:`IngestOptions`).
+    ``summary`` (optional) is filled row by row. After the last chunk, raises :class:`IngestError` when
+    the file held no usable row at all, so a consumer writing the chunks never commits such a file.
+    """
+    _check_max_chars(max_chars)
+    path = Path(path)
+    name = source_file if source_file is not None else path.as_posix()
+    summary = summary if summary is not None else IngestSummary()
+    ids = DuplicateIds()
+    chunk: list[dict[str, Any]] = []
+    for record in iter_records(path):
+        for row in record_rows(record, source_file=name, max_chars=max_chars, options=options):
+            # ids first: a derived id is recognized by the hash of the original text
+            row = ids.mark(row)
+            found = None
+            if options.pii_redaction:
+                if record.value is not None and row["raw"] == record.raw and "\\u" in record.raw:
+                    # A line written with \uXXXX escapes (json.dumps' default) hides what the patterns
+                    # look for ("T\u00e9l\u00e9phone: 030 1234567"): its canonical form spells it out.
+                    row["raw"] = row_to_raw(record.value)
+                row, found = redact_row(row, options.pii_types)
+            summary.add(row, found)
+            chunk.append(row)
+        if len(chunk) >= chunk_rows:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+    summary.check(path)
+
+
 def normalize_file(
     path: Path,
     *,
@@ -216,34 +275,13 @@ def normalize_file(
     source_file: str | None = None,
     options: IngestOptions = DEFAULT_OPTIONS,
 ) -> list[dict[str, Any]]:
-    """Read and normalize every row of ``path`` in file order; rows that fail carry ``error``.
-
-    ``source_file`` is what the rows record as their origin (default: ``path`` as given); ``options`` are
-    the column names, role names and timestamp policy of ``data`` (:class:`IngestOptions`). Raises
-    :class:`IngestError` when the file holds no usable row at all.
-    """
-    _check_max_chars(max_chars)
-    path = Path(path)
-    name = source_file if source_file is not None else path.as_posix()
-    records = read_records(path)
-    if not records:
-        raise IngestError(f"data.raw_path: {path} holds no rows; point data.raw_path at a file with examples")
-    rows = mark_duplicate_ids(
-        [
-            row
-            for record in records
-            for row in record_rows(record, source_file=name, max_chars=max_chars, options=options)
-        ]
-    )
-    if all(row["error"] is not None for row in rows):
-        reasons = Counter(row["error"].split(":", 1)[0] for row in rows)
-        reason, count = reasons.most_common(1)[0]
-        example = next(row for row in rows if row["error"].startswith(reason + ":"))
-        raise IngestError(
-            f"data.raw_path: {path} has no valid row ({len(rows)} read); most common error: {reason} "
-            f"({count} rows), e.g. line {example['source_line']}: {example['error']}"
-        )
-    return rows
+    """Every row of ``path``, normalized, as one list (see :func:`normalize_chunks`, which streams).
+    Raises :class:`IngestError` when the file holds no usable row at all."""
+    return [
+        row
+        for chunk in normalize_chunks(path, max_chars=max_chars, source_file=source_file, options=options)
+        for row in chunk
+    ]
 
 
 def _check_max_chars(max_chars: int) -> None:

@@ -7,18 +7,26 @@ the other, in their saved order). A record keeps the original text of its row an
 row that cannot be parsed still reaches ``rejected_examples`` with its line number instead of vanishing.
 Only problems with the file as a whole (missing, unsupported format, unreadable) raise
 :class:`IngestError`.
+
+:func:`iter_records` streams: JSONL and CSV are read line by line, Parquet by record batch and a saved
+dataset row by row from its memory-mapped Arrow files, and a ``.json`` document row by row with ijson (a
+maintained iterative JSON parser over yajl), so memory does not grow with the file.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import datetime as dt
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from assets.ingest.csv_rows import csv_records
+from assets.ingest.csv_rows import CsvReader
 from assets.shared.errors import InputError
 
 SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
@@ -52,8 +60,14 @@ class RawRecord:
 
 
 def read_records(path: Path) -> list[RawRecord]:
-    """Read every row of ``path`` (JSONL, JSON, Parquet or CSV, chosen by suffix, or a directory written
-    by ``save_to_disk``) in file order."""
+    """Every row of ``path`` in file order, as a list (see :func:`iter_records`)."""
+    return list(iter_records(path))
+
+
+def iter_records(path: Path) -> Iterator[RawRecord]:
+    """The rows of ``path`` (JSONL, JSON, Parquet or CSV, chosen by suffix, or a directory written by
+    ``save_to_disk``) in file order, read lazily. The path is checked now; a file found unreadable while
+    it is read raises :class:`IngestError` from the iterator."""
     path = Path(path)
     if path.is_dir():
         if any((path / marker).is_file() for marker in SAVED_DATASET_MARKERS):
@@ -74,12 +88,11 @@ def read_records(path: Path) -> list[RawRecord]:
         raise IngestError(f"data.raw_path: {path} is not a file; point it at a single {_HINT} file")
     if suffix == ".parquet":
         return _read_parquet(path)
-    text = _read_text(path)
     if suffix == ".json":
-        return _read_json(path, text)
+        return _read_json(path)
     if suffix == ".csv":
-        return _read_csv(path, text)
-    return _read_jsonl(text)
+        return _read_csv(path, _text_lines(path))
+    return _read_jsonl(_text_lines(path))
 
 
 def row_to_raw(row: object) -> str:
@@ -96,75 +109,130 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _read_text(path: Path) -> str:
+def _text_lines(path: Path) -> Iterator[str]:
+    """The physical lines of a UTF-8 text file with their line ends, one at a time. Only LF ends a line
+    (binary reading, so a CR or U+2028 inside a JSON string never shifts line numbers); a leading
+    byte-order mark, which spreadsheet exports often add, is dropped."""
     try:
-        data = path.read_bytes()
+        handle = path.open("rb")
     except OSError as exc:
         raise IngestError(
             f"data.raw_path: cannot read {path}: {exc.strerror}; check its permissions"
         ) from exc
-    try:
-        # utf-8-sig drops a leading byte-order mark that spreadsheet exports often add
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"data.raw_path: {path} is not valid UTF-8 (byte {exc.start}: {exc.reason}); "
-            "re-export the file as UTF-8"
-        ) from exc
+    with handle:
+        for number, data in enumerate(handle, start=1):
+            try:
+                # LF (0x0A) never occurs inside a multi-byte UTF-8 character, so lines decode on their own
+                yield data.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise IngestError(
+                    f"data.raw_path: {path} is not valid UTF-8 (line {number}, byte {exc.start} of the "
+                    f"line: {exc.reason}); re-export the file as UTF-8"
+                ) from exc
 
 
-def _read_jsonl(text: str) -> list[RawRecord]:
-    records = []
-    # split on "\n" only: str.splitlines would also break on U+2028 inside strings and shift line numbers
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
+def _read_jsonl(lines: Iterable[str]) -> Iterator[RawRecord]:
+    for number, line in enumerate(lines, start=1):
+        line = line.removesuffix("\n").rstrip("\r")
         if not line.strip():
             continue
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            records.append(RawRecord(number, line, None, f"malformed_json: {exc.msg} (column {exc.colno})"))
+            yield RawRecord(number, line, None, f"malformed_json: {exc.msg} (column {exc.colno})")
             continue
-        records.append(RawRecord(number, line, value))
-    return records
+        yield RawRecord(number, line, value)
 
 
-def _read_json(path: Path, text: str) -> list[RawRecord]:
+def _read_json(path: Path) -> Iterator[RawRecord]:
+    """The rows of a JSON document, streamed with ijson (a list at the top level, or under one of
+    :data:`JSON_WRAPPER_KEYS`, found in a first pass over the parser's events when the top level is an
+    object). Numbers with a fraction are read as floats, as :func:`json.loads` does."""
+    import ijson
+
+    with _json_bytes(path) as handle:
+        events = ijson.parse(handle)
+        prefix, event, value = _json_event(path, events)
+        if event == "start_map":
+            arrays = {
+                p for p, e, _ in _json_events(path, events) if e == "start_array" and p in JSON_WRAPPER_KEYS
+            }
+            key = next((k for k in JSON_WRAPPER_KEYS if k in arrays), None)
+            if key is None:
+                raise IngestError(
+                    f"data.raw_path: {path} holds a JSON object without a list under "
+                    f"{', '.join(repr(k) for k in JSON_WRAPPER_KEYS)}; make the top level a list of rows"
+                )
+            prefix = f"{key}.item"
+        elif event == "start_array":
+            prefix = "item"
+        else:
+            kind = {"number": "float" if isinstance(value, Decimal) else "int", "string": "str"}
+            got = kind.get(event, {"boolean": "bool", "null": "NoneType"}.get(event, event))
+            raise IngestError(f"data.raw_path: {path} must hold a JSON list of rows, got {got}")
+    with _json_bytes(path) as handle:
+        rows = ijson.items(handle, prefix, use_float=True)
+        for index, row in enumerate(_json_events(path, rows), start=1):
+            yield RawRecord(index, row_to_raw(row), row)
+
+
+@contextlib.contextmanager
+def _json_bytes(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened for reading bytes, past a leading byte-order mark (the parser refuses one)."""
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
+        handle = path.open("rb")
+    except OSError as exc:
         raise IngestError(
-            f"data.raw_path: {path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            "fix it, or use .jsonl so that one bad row does not spoil the file"
+            f"data.raw_path: cannot read {path}: {exc.strerror}; check its permissions"
         ) from exc
-    rows = document
-    if isinstance(document, dict):
-        key = next((k for k in JSON_WRAPPER_KEYS if isinstance(document.get(k), list)), None)
-        if key is None:
-            raise IngestError(
-                f"data.raw_path: {path} holds a JSON object without a list under "
-                f"{', '.join(repr(k) for k in JSON_WRAPPER_KEYS)}; make the top level a list of rows"
-            )
-        rows = document[key]
-    if not isinstance(rows, list):
-        raise IngestError(f"data.raw_path: {path} must hold a JSON list of rows, got {type(rows).__name__}")
-    return [RawRecord(index, row_to_raw(row), row) for index, row in enumerate(rows, start=1)]
+    with handle:
+        if handle.read(3) != codecs.BOM_UTF8:
+            handle.seek(0)
+        yield handle
 
 
-def _read_parquet(path: Path) -> list[RawRecord]:
+def _json_event(path: Path, events: Iterator[Any]) -> Any:
+    return next(iter(_json_events(path, events)))
+
+
+def _json_events(path: Path, items: Iterable[Any]) -> Iterator[Any]:
+    """``items`` from the parser, with its errors turned into :class:`IngestError` naming the file."""
+    import ijson
+
+    try:
+        yield from items
+    except ijson.JSONError as exc:
+        detail = exc.args[0] if exc.args else exc
+        detail = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+        detail = detail.strip().splitlines()[0] if detail.strip() else type(exc).__name__
+        what = "valid UTF-8" if "UTF8" in detail else "valid JSON"
+        raise IngestError(
+            f"data.raw_path: {path} is not {what} ({detail}); fix it, or use .jsonl so that one bad row "
+            "does not spoil the file"
+        ) from exc
+
+
+# Rows per Parquet record batch: enough to amortize the conversion, few enough to bound memory.
+PARQUET_BATCH_ROWS = 1024
+
+
+def _read_parquet(path: Path) -> Iterator[RawRecord]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    index = 0
     try:
-        rows = pq.read_table(path).to_pylist()
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for row in batch.to_pylist():
+                index += 1
+                yield RawRecord(index, row_to_raw(row), row)
     except (pa.ArrowException, OSError) as exc:
         raise IngestError(
             f"data.raw_path: {path} is not a readable Parquet file ({exc}); re-export it or use .jsonl"
         ) from exc
-    return [RawRecord(index, row_to_raw(row), row) for index, row in enumerate(rows, start=1)]
 
 
-def _read_saved_dataset(path: Path) -> list[RawRecord]:
+def _read_saved_dataset(path: Path) -> Iterator[RawRecord]:
     from datasets import Dataset, DatasetDict, load_from_disk
 
     try:
@@ -175,25 +243,23 @@ def _read_saved_dataset(path: Path) -> list[RawRecord]:
             f"({exc}); save it again, or export it as .jsonl"
         ) from exc
     parts = list(loaded.values()) if isinstance(loaded, DatasetDict) else [loaded]
-    rows = [row for part in parts if isinstance(part, Dataset) for row in part.to_list()]
-    return [RawRecord(index, row_to_raw(row), row) for index, row in enumerate(rows, start=1)]
+    # row by row from the memory-mapped Arrow files: nothing is loaded whole
+    rows = (row for part in parts if isinstance(part, Dataset) for row in part)
+    return (RawRecord(index, row_to_raw(row), row) for index, row in enumerate(rows, start=1))
 
 
-def _read_csv(path: Path, text: str) -> list[RawRecord]:
+def _read_csv(path: Path, lines: Iterable[str]) -> Iterator[RawRecord]:
+    reader = CsvReader(lines)
     try:
-        header, records = csv_records(text)
+        for record in reader:
+            if record.cells is None:
+                yield RawRecord(record.line, record.text, None, record.error)
+            else:
+                yield _csv_record(record.line, reader.header or [], record.cells)
     except csv.Error as exc:
         raise IngestError(
             f"data.raw_path: {path} is not readable as CSV ({exc}); check its quoting, or use .jsonl"
         ) from exc
-    if header is None:
-        return []
-    return [
-        _csv_record(record.line, header, record.cells)
-        if record.cells is not None
-        else RawRecord(record.line, record.text, None, record.error)
-        for record in records
-    ]
 
 
 def _csv_record(number: int, header: list[str], cells: list[str]) -> RawRecord:

@@ -8,7 +8,10 @@ own to the built-in aliases (:data:`ROLE_TARGETS` are what they may stand for).
 
 ``data.missing_created_at`` decides what happens to a row without a timestamp: ``row_order`` gives it
 ``data.row_order_start`` plus its line number in seconds (so the time split follows file order) and marks
-it ``created_at_source = row_order``; ``reject`` rejects it (``missing_field``). Framework-free.
+it ``created_at_source = row_order``; ``reject`` rejects it (``missing_field``).
+
+``data.pii_redaction`` and ``data.pii_types``: which kinds of personal data (:mod:`assets.shared.pii`)
+become typed placeholders in every text ingest writes, so no versioned dataset holds them. Framework-free.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from assets.shared.errors import InputError
+from assets.shared.pii import PII_TYPES, check_types
 from assets.shared.timestamps import parse_cutoff
 
 ROW_FIELDS = (
@@ -50,10 +54,19 @@ class IngestOptions:
     roles: tuple[str, ...] | list[str] = ()
     missing_created_at: str = "row_order"
     row_order_start: str = DEFAULT_ROW_ORDER_START
+    # Off unless params.yaml turns it on (it does), so code that builds options by hand reads rows as
+    # they are written.
+    pii_redaction: bool = False
+    pii_types: tuple[str, ...] | list[str] = PII_TYPES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns or ()))
         object.__setattr__(self, "roles", tuple(self.roles or ()))
+        if not isinstance(self.pii_redaction, bool):
+            raise InputError(f"data.pii_redaction must be true or false, got {self.pii_redaction!r}")
+        if isinstance(self.pii_types, str) or not isinstance(self.pii_types, tuple | list):
+            raise InputError(f"data.pii_types must be a list such as [email, phone], got {self.pii_types!r}")
+        object.__setattr__(self, "pii_types", check_types(self.pii_types, "data.pii_types"))
         if self.missing_created_at not in MISSING_CREATED_AT:
             raise InputError(
                 f"data.missing_created_at must be one of {', '.join(MISSING_CREATED_AT)}, got "
