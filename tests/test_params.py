@@ -188,7 +188,7 @@ def test_a_setting_of_the_wrong_type_is_refused_by_the_code_that_reads_it(
     from assets.augment.settings import AugmentSettings
     from assets.params import settings_from
     from assets.publishing import stage_value
-    from assets.train.qlora import TrainSettings
+    from assets.train.settings import TrainSettings
 
     root = params_root(tmp_path, old, new)
     config = config_class(stage, dg.Config, root)()
@@ -215,7 +215,7 @@ def test_an_int_is_a_float_and_checked_values_keep_their_kind() -> None:
 
 def test_a_misspelled_setting_is_named_as_missing(tmp_path: Path) -> None:
     from assets.params import settings_from
-    from assets.train.qlora import TrainSettings
+    from assets.train.settings import TrainSettings
 
     root = params_root(tmp_path, "  learning_rate:", "  lerning_rate:")
     with pytest.raises(ValueError, match=r"'learning_rate' missing.*misspelled"):
