@@ -125,8 +125,9 @@ def largest_clusters(
     """The ``limit`` largest near-duplicate clusters, largest first (then by cluster id).
 
     A cluster is named after the row it keeps: every removed member carries that id in ``duplicate_of``
-    (with a reason of :data:`NEAR_DUPLICATE_REASONS`). ``kept`` is None when that row was itself rejected
-    by a later step (cleanlab may drop the kept row of a MinHash cluster); the rejected row is used then.
+    (with a reason of :data:`NEAR_DUPLICATE_REASONS`). ``kept`` is that row from ``kept``, or from
+    ``rejected`` when a later step removed it too (cleanlab may drop the kept row of a MinHash cluster);
+    None when neither holds it. ``size`` counts the removed members and the kept row.
     """
     members: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for row in rejected:

@@ -25,10 +25,10 @@ split too): character 5-grams and Jaccard 0.7, the defaults of Data-Juicer's Min
 datasketch's default, which is enough as the signatures only find candidates.
 
 Memory: the texts are read in batches of about :data:`assets.shared.shingles.BATCH_CHARS` characters;
-only the signatures (``n x num_permutations`` uint32) and one salt per row stay for the whole run; candidate
-pairs are int64 codes in numpy arrays, each estimated by the signatures once, in the first band that meets
-it; the shingles of the rows of a batch of likely pairs are computed for its verification and dropped
-after it.
+only the signatures (``n x num_permutations`` uint32) and one salt per row stay for the whole run; a band's
+candidate pairs are int64 codes, estimated by the signatures in chunks, and only the likely ones are kept;
+the shingles of the rows of a batch of likely pairs are computed for its verification and dropped after
+it. The 1M-row benchmark measured where the memory went before (docs/benchmarks.md).
 
 Clusters (:func:`find_near_duplicates`) are the connected components of the verified pairs
 (:class:`assets.shared.groups.UnionFind`); the earliest row of each cluster is the one kept, and the
@@ -257,28 +257,28 @@ def candidate_pairs(
     """Pairs ``(i, j)``, ``i < j``, that share a band of MinHash values and their salt, sorted, shape (m, 2),
     keeping only those whose signatures agree on at least ``min_agreement`` of their values.
 
-    Band by band, only the pairs no earlier band met are estimated, and only the likely ones are kept:
-    every pair met so far costs 8 bytes (one sorted int64 code), where a list of the bucket neighbours of
-    every band would hold each pair once per band it shares.
+    Band by band, the pairs not yet found likely are estimated and only the likely ones are kept: nothing
+    holds every pair met so far, so memory follows the likely pairs (8 bytes each). An unlikely pair is
+    estimated again in each band it shares, which is rare: a pair at Jaccard s shares a given band of r
+    rows with probability s**r (0.03 at s = 0.5 and r = 5).
     """
     import numpy as np
 
     n = signatures.shape[0]
-    seen = np.zeros(0, dtype=np.int64)
-    likely = [np.zeros(0, dtype=np.int64)]
+    likely = np.zeros(0, dtype=np.int64)
     for band in range(bands):
         codes = _band_pairs(signatures, salts, range(band * rows, (band + 1) * rows))
-        if seen.size:
-            at = np.minimum(np.searchsorted(seen, codes), seen.size - 1)
-            codes = codes[seen[at] != codes]
-        # Both are sorted: timsort ("stable") merges the two runs in linear time.
-        seen = np.sort(np.concatenate((seen, codes)), kind="stable")
+        if likely.size:
+            at = np.minimum(np.searchsorted(likely, codes), likely.size - 1)
+            codes = codes[likely[at] != codes]
+        found = [likely]
         for start in range(0, codes.size, _ESTIMATE_CHUNK):
             chunk = codes[start : start + _ESTIMATE_CHUNK]
             agreement = (signatures[chunk // n] == signatures[chunk % n]).mean(axis=1)
-            likely.append(chunk[agreement >= min_agreement])
-    codes = np.sort(np.concatenate(likely))
-    return np.stack((codes // n, codes % n), axis=1) if n else np.zeros((0, 2), dtype=np.int64)
+            found.append(chunk[agreement >= min_agreement])
+        # Both runs are sorted: the stable sort merges them.
+        likely = np.sort(np.concatenate(found), kind="stable")
+    return np.stack((likely // n, likely % n), axis=1) if n else np.zeros((0, 2), dtype=np.int64)
 
 
 def _salt(normalized: str, compared: str, index: int) -> int:
