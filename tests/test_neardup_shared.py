@@ -16,7 +16,7 @@ import pytest
 from assets.clean.asset import cluster_table
 from assets.clean.dedup import largest_clusters
 from assets.clean.pipeline import CleanSettings, clean_rows
-from assets.params import section
+from assets.params import section, settings_from
 from assets.publishing import stage_config
 from assets.shared.neardup import NearDuplicateSettings, candidate_pairs, near_duplicate_pairs
 from assets.split.leakage import find_leaks
@@ -42,12 +42,8 @@ def test_the_split_reads_cleans_near_duplicate_settings() -> None:
     fields = stage_config("split").model_fields
     for name in ("near_dup_threshold", "minhash_permutations", "shingle_size"):
         assert fields[name].default == CLEAN[name]
-    split = SplitSettings(
-        **section("split"),
-        **{k: CLEAN[k] for k in ("near_dup_threshold", "shingle_size")},
-        minhash_permutations=CLEAN["minhash_permutations"],
-    )
-    assert split.near_duplicates == NEAR
+    config = stage_config("split")()
+    assert settings_from(SplitSettings, config.model_dump()).near_duplicates == NEAR
 
 
 @pytest.mark.parametrize(
