@@ -93,7 +93,8 @@ STAGES: tuple[Stage, ...] = (
             Output("validation_split", "data/splits/validation.parquet", "dataset", "example"),
             Output("test_split", "data/splits/test.parquet", "dataset", "example"),
         ),
-        ("split",),
+        # Near-duplicate clusters are groups, and near duplicates across splits leaks, by clean's rule.
+        ("split", "clean.near_dup_threshold", "clean.minhash_permutations", "clean.shingle_size"),
     ),
     Stage(
         "base_model",

@@ -7,7 +7,8 @@ clean stage's dedup against plain datasketch MinHashLSH baselines, each run in i
 The rows come from :mod:`benchmarks.planted` (English, Chinese and Japanese support-desk rows, a copy of
 30% of them with one kind of edit each, 10% templated rows that must all be kept). Methods:
 
-- ``ours``: :func:`assets.clean.dedup.find_near_duplicates` with the ``clean`` settings of params.yaml;
+- ``ours``: :func:`assets.shared.neardup.find_near_duplicates` (the engine of the clean stage's dedup and
+  of the split's groups and leakage check) with the ``clean`` settings of params.yaml;
 - ``datasketch_words``: the baseline. datasketch ``MinHash`` + ``MinHashLSH`` with its defaults
   (128 permutations, threshold 0.8), word 5-grams of the normalized text, the first row of a bucket kept,
   no verification: what a plain library dedup does;
@@ -46,14 +47,14 @@ def _rss_mb() -> float:
 
 
 def _ours(planted, settings: dict) -> dict[int, int]:
-    from assets.clean.dedup import find_near_duplicates, prompt_and_answer
+    from assets.shared.neardup import ConversationParts, find_near_duplicates
 
     report = find_near_duplicates(
         planted.texts(),
         threshold=settings["near_dup_threshold"],
         num_permutations=settings["minhash_permutations"],
         shingle_size=settings["shingle_size"],
-        parts=[prompt_and_answer(messages) for messages in planted.conversations],
+        parts=ConversationParts(planted.conversations),
     )
     return {index: near.kept_index for index, near in report.duplicates.items()}
 
@@ -62,7 +63,7 @@ def _datasketch(planted, *, shingles: str, threshold: float, size: int) -> dict[
     """Query, then insert: a row that finds an indexed row is a duplicate of the earliest one found."""
     from datasketch import MinHash, MinHashLSH
 
-    from assets.clean.dedup import comparison_text, shingle_set
+    from assets.shared.shingles import comparison_text, shingle_set
     from assets.shared.text import normalize_text
 
     lsh = MinHashLSH(threshold=threshold, num_perm=128)
@@ -92,7 +93,7 @@ def run_one(method: str, rows: int) -> dict:
         round(rows / (1 + DUPLICATE_FRACTION)), duplicate_fraction=DUPLICATE_FRACTION, seed=SEED
     )
     rss_rows = _rss_mb()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if method == "ours":
         found = _ours(planted, settings)
     elif method == "datasketch_words":
@@ -102,11 +103,14 @@ def run_one(method: str, rows: int) -> dict:
             planted, shingles="chars", threshold=settings["near_dup_threshold"], size=settings["shingle_size"]
         )
     seconds = time.perf_counter() - start
+    # CPU time too: the machine is shared, so wall time depends on what else runs.
+    cpu_seconds = time.process_time() - cpu_start
     scores = score(planted, found)
     return {
         "method": method,
         "rows": len(planted.clusters),
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu_seconds, 2),
         "rows_per_s": round(len(planted.clusters) / seconds),
         "peak_rss_mb": round(_rss_mb()),
         "rss_with_rows_mb": round(rss_rows),

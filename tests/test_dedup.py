@@ -1,25 +1,22 @@
-"""Near-duplicate detection (assets/clean/dedup.py): character shingles, MinHash candidates, the rules that
-keep template rows apart, groups, clusters, and recall and precision on planted near duplicates."""
+"""Near-duplicate detection (assets/shared/neardup.py, used by clean and split): character shingles,
+MinHash candidates, the rules that keep template rows apart, groups, clusters, and recall and precision
+on planted near duplicates."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from assets.clean.dedup import (
+from assets.shared.neardup import (
+    ConversationParts,
     answer_follows_question,
     candidate_probability,
-    comparison_text,
     find_near_duplicates,
-    jaccard,
     lsh_bands,
     minhash_signatures,
-    numbers,
     prompt_and_answer,
-    shingle_hashes,
-    shingle_set,
-    words,
 )
+from assets.shared.shingles import comparison_text, jaccard, numbers, shingle_hashes, shingle_set, words
 from benchmarks.planted import CJK_EDIT_KINDS, EDIT_KINDS, planted_set, score
 
 
@@ -292,7 +289,8 @@ def test_prompt_and_answer() -> None:
 
 def test_planted_near_duplicates_recall_and_precision() -> None:
     planted = planted_set(400, seed=7)
-    parts = [prompt_and_answer(messages) for messages in planted.conversations]
+    parts = ConversationParts(planted.conversations)
+    assert parts[0] == prompt_and_answer(planted.conversations[0]) and len(parts) == len(planted.clusters)
     report = find_near_duplicates(
         planted.texts(), threshold=0.7, num_permutations=128, shingle_size=5, parts=parts
     )

@@ -8,10 +8,17 @@ from typing import Any
 
 import pytest
 
+from assets.params import section
 from assets.shared.groups import group_rows
+from assets.shared.neardup import NearDuplicateSettings
 from assets.split.leakage import find_leaks
 from assets.split.timesplit import NEVER, SplitResult, SplitSettings, split_by_time
 
+# The split reads clean's near-duplicate settings (one notion of a near duplicate).
+NEAR_SETTINGS = {
+    key: section("clean")[key] for key in ("near_dup_threshold", "minhash_permutations", "shingle_size")
+}
+NEAR = NearDuplicateSettings.from_params(NEAR_SETTINGS)
 START = datetime(2025, 1, 1, tzinfo=UTC)
 BY_FRACTION = SplitSettings(
     validation_start=None,
@@ -21,6 +28,7 @@ BY_FRACTION = SplitSettings(
     embargo_days=0,
     min_groups_per_split=1,
     max_gap_days=365,
+    **NEAR_SETTINGS,
 )
 
 
@@ -95,7 +103,7 @@ def test_cutoffs_parse_to_utc(value: str | date, expected: datetime) -> None:
 def assert_time_ordered(result: SplitResult) -> None:
     """Every train row is older than validation_start; no group is in two splits."""
     assert all(row["created_at"] < result.validation_start for row in result.train)
-    assert find_leaks(result.train, result.validation, result.test) == []
+    assert find_leaks(result.train, result.validation, result.test, NEAR) == []
 
 
 def test_split_by_fraction() -> None:
@@ -223,14 +231,14 @@ def clean_split() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict
 
 
 def test_no_leaks_in_a_clean_split() -> None:
-    assert find_leaks(*clean_split()) == []
+    assert find_leaks(*clean_split(), NEAR) == []
 
 
 def test_old_row_in_a_new_group_is_not_a_leak() -> None:
     train, validation, test = clean_split()
     validation.append(make_row("v0", 0, group_id="thread"))
     validation.append(make_row("v2", 3, group_id="thread"))
-    assert find_leaks(train, validation, test) == []
+    assert find_leaks(train, validation, test, NEAR) == []
 
 
 def _leak(kind: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -266,7 +274,7 @@ def _leak(kind: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[d
     ],
 )
 def test_each_kind_of_leak_is_found(kind: str, expected: str) -> None:
-    problems = find_leaks(*_leak(kind))
+    problems = find_leaks(*_leak(kind), NEAR)
     assert any(expected in problem for problem in problems), problems
 
 
@@ -280,5 +288,5 @@ def test_split_output_has_no_leaks() -> None:
         for row in rows[::4]
     ]
     result = split_by_time(rows, BY_FRACTION)
-    assert find_leaks(result.train, result.validation, result.test) == []
+    assert find_leaks(result.train, result.validation, result.test, NEAR) == []
     assert result.validation and result.test

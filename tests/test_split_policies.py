@@ -15,10 +15,16 @@ import pytest
 
 from assets.params import section
 from assets.shared.errors import InputError
+from assets.shared.neardup import NearDuplicateSettings, near_duplicate_pairs
 from assets.split.leakage import find_leaks
-from assets.split.neardup import link_groups, near_duplicates
+from assets.split.neardup import link_groups
 from assets.split.timesplit import SplitResult, SplitSettings, split_by_time
 
+# The split reads clean's near-duplicate settings (one notion of a near duplicate).
+NEAR_SETTINGS = {
+    key: section("clean")[key] for key in ("near_dup_threshold", "minhash_permutations", "shingle_size")
+}
+NEAR = NearDuplicateSettings.from_params(NEAR_SETTINGS)
 START = datetime(2025, 1, 1, tzinfo=UTC)
 SETTINGS = SplitSettings(
     validation_start=None,
@@ -28,6 +34,7 @@ SETTINGS = SplitSettings(
     embargo_days=0,
     min_groups_per_split=1,
     max_gap_days=365,
+    **NEAR_SETTINGS,
 )
 
 
@@ -128,7 +135,7 @@ def test_embargo_drops_and_counts_the_groups_in_the_gap(
     parts = [part for part in (result.train, result.validation, result.test) if part]
     for earlier, later in itertools.pairwise(parts):
         assert min(row["created_at"] for row in later) - max(row["created_at"] for row in earlier) > embargo
-    assert find_leaks(result.train, result.validation, result.test) == []
+    assert find_leaks(result.train, result.validation, result.test, NEAR) == []
 
 
 # ---------------------------------------------------------------------------------------------- minimum
@@ -261,7 +268,7 @@ def test_the_leak_check_finds_near_duplicates_across_splits_and_names_them(
     train = [make_row("t1", day(1), QUESTION), make_row("t2", day(2))]
     validation = [make_row("v1", day(3))]
     test = [make_row("s1", day(4), test_text)]
-    problems = find_leaks(train, validation, test)
+    problems = find_leaks(train, validation, test, NEAR)
     if leak is None:
         assert problems == []
     elif leak == "near duplicates":
@@ -290,21 +297,21 @@ def test_the_leak_check_finds_near_duplicates_across_splits_and_names_them(
     ids=["spacing", "numbers", "one_number", "short_copy", "short_different", "no_spaces"],
 )
 def test_near_duplicate_rule(left: str, right: str, duplicate: bool) -> None:
-    assert bool(near_duplicates([left, right], ["a", "b"])) is duplicate
-    # Rows with the same label (one group, one split) are never compared.
-    assert near_duplicates([left, right], ["a", "a"]) == []
+    assert bool(len(near_duplicate_pairs([left, right], NEAR, groups=["a", "b"]))) is duplicate
+    # Rows with the same label (one group, one split) are never linked.
+    assert len(near_duplicate_pairs([left, right], NEAR, groups=["a", "a"])) == 0
 
 
 def test_near_duplicate_rows_are_one_group_and_never_straddle() -> None:
     rows = daily_rows(20)
     rows[1] = make_row("d2", day(2), QUESTION)
     rows[19] = make_row("d20", day(20), QUESTION.replace("list?", "list ?"))
-    linked = link_groups(rows)
+    linked = link_groups(rows, NEAR)
     assert linked.joined == 1 and linked.groups[1] == linked.groups[19]
     result = split_by_time(rows, SETTINGS)
     assert ids(result.test) == ["d2", "d19", "d20"]
     assert result.near_duplicate_joins == 1
-    assert find_leaks(result.train, result.validation, result.test) == []
+    assert find_leaks(result.train, result.validation, result.test, NEAR) == []
 
 
 # ---------------------------------------------------------------------------------------------- timestamps
@@ -376,7 +383,7 @@ def case_12_rows() -> list[dict[str, Any]]:
 
 def shipped_settings() -> SplitSettings:
     values = section("split", Path(__file__).resolve().parents[1])
-    return SplitSettings(**values)
+    return SplitSettings(**values, **NEAR_SETTINGS)
 
 
 def test_case_12_fails_with_the_defaults_and_names_the_far_future_rows() -> None:

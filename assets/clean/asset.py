@@ -62,6 +62,7 @@ def clean(
     dvc: DvcResource,
     models: ModelLoader,
 ) -> Iterator[dg.MaterializeResult]:
+    from assets.clean.dedup import largest_clusters
     from assets.clean.pipeline import CleanSettings, clean_rows
     from assets.clean.token_checks import token_check_steps
     from assets.shared.schema import example_features, rejected_features, to_dataset
@@ -107,6 +108,10 @@ def clean(
             "steps": dg.MetadataValue.md(step_table(result.step_counts)),
             # What text hygiene changed, by kind (PII is redacted at ingest: raw_examples' pii_redacted).
             "hygiene_changes": dg.MetadataValue.md(hygiene_table(result.step_counts)),
+            # The biggest near-duplicate clusters: the row kept and one removed, to judge the rule by eye.
+            "largest_near_duplicate_clusters": dg.MetadataValue.md(
+                cluster_table(largest_clusters(result.kept, result.rejected))
+            ),
         },
         "rejected_examples": {
             **dataset_metadata(rejected),
@@ -164,6 +169,33 @@ def reason_examples(rejected: list[dict], per_reason: int = 3) -> str:
             row_id = str(row["id"]).replace("|", "\\|")
             lines.append(f"| {reason} | {len(rows)} | {row_id} | {detail} |")
     return "\n".join(lines) if by_reason else "none"
+
+
+def _excerpt(row: dict | None, chars: int = 80) -> str:
+    """The start of a row's turns on one line, for a markdown cell."""
+    if row is None:
+        return "(not found)"
+    text = " ".join(" ".join(str(m["content"] or "") for m in row["messages"] or []).split())
+    text = text if len(text) <= chars else text[: chars - 1] + "…"
+    return text.replace("|", "\\|")
+
+
+def cluster_table(clusters: list) -> str:
+    """One markdown row per near-duplicate cluster (:class:`assets.clean.dedup.ClusterSummary`): its id
+    (the kept row's id, which every removed member holds in `duplicate_of`), the step that removed the
+    others, its size, and excerpts of the kept row and of its first removed member."""
+    lines = [
+        "| cluster (kept id) | found by | rows | kept | removed, e.g. |",
+        "|---|---|---|---|---|",
+    ]
+    for cluster in clusters:
+        cluster_id = cluster.cluster_id.replace("|", "\\|")
+        removed_id = str(cluster.removed["id"]).replace("|", "\\|")
+        removed = f"{removed_id}: {_excerpt(cluster.removed)}"
+        lines.append(
+            f"| {cluster_id} | {cluster.reason} | {cluster.size} | {_excerpt(cluster.kept)} | {removed} |"
+        )
+    return "\n".join(lines) if clusters else "none"
 
 
 @dg.asset_check(

@@ -12,7 +12,8 @@ step's stage is the ``stage`` column of the rows it rejects:
 3. ``dedup_exact``: normalized-text hashes;
 4. ``dedup_prefix``: conversations that are the opening turns of a longer one;
 5. ``dedup_near``: character-shingle Jaccard, candidates from MinHash + LSH, verified exactly, with the
-   rules of :mod:`assets.clean.dedup` that keep distinct examples of one template apart;
+   rules of :mod:`assets.shared.neardup` that keep distinct examples of one template apart (the split
+   uses the same notion and settings);
 6. ``cleanlab``: Datalab outliers (reported; dropped with ``clean.cleanlab_drop_outliers``) and near
    duplicates whose prompt and answer are both close in embedding space (:mod:`assets.clean.quality`).
 
@@ -33,6 +34,7 @@ from functools import partial
 from typing import Any
 
 from assets.clean.dedup import (
+    ConversationParts,
     contents,
     find_exact_duplicates,
     find_near_duplicates,
@@ -295,7 +297,7 @@ def prefix_duplicates(rows: Sequence[Row]) -> dict[int, Rejection]:
 def near_duplicates(rows: Sequence[Row], *, settings: CleanSettings) -> Filtered:
     """Reject near duplicates: Jaccard of character ``clean.shingle_size``-grams at or over
     ``clean.near_dup_threshold``, with the same numbers and an answer that does not follow a changed
-    question (see :mod:`assets.clean.dedup`). ``duplicate_of`` is the kept (earliest) row of the
+    question (see :mod:`assets.shared.neardup`). ``duplicate_of`` is the kept (earliest) row of the
     cluster, which names the cluster in ``detail`` too. Rows of one group are never linked. Counts:
     clusters and the pairs a rule kept apart."""
     report = find_near_duplicates(
@@ -304,7 +306,7 @@ def near_duplicates(rows: Sequence[Row], *, settings: CleanSettings) -> Filtered
         num_permutations=settings.minhash_permutations,
         shingle_size=settings.shingle_size,
         groups=[row.get("group_id") for row in rows],
-        parts=[prompt_and_answer(row["messages"]) for row in rows],
+        parts=ConversationParts([row["messages"] for row in rows]),
     )
     rejections = {}
     for position, near in report.duplicates.items():

@@ -8,9 +8,11 @@ from assets import stages
 from assets.publishing import (
     Stopwatch,
     artifact_store,
+    current_config,
     dataset_metadata,
     fail,
     record_stage,
+    recorded_settings,
     stage_config,
     stage_policy,
     stage_settings,
@@ -59,7 +61,7 @@ def split(
         result = split_by_time(augmented_examples.to_list(), settings)
     # Checked here as well as by the split_leakage check: a selection of one split runs no check on
     # train_split, and leaky splits must never be written.
-    leaks = find_leaks(result.train, result.validation, result.test)
+    leaks = find_leaks(result.train, result.validation, result.test, settings.near_duplicates)
     if leaks:
         raise fail("split: the splits would leak; nothing was written:\n" + "\n".join(leaks[:20]))
     parts = {"train_split": result.train, "validation_split": result.validation, "test_split": result.test}
@@ -97,15 +99,29 @@ def split(
     "test newer than train; paraphrases only in train.",
 )
 def split_leakage(
-    train_split: Dataset, validation_split: Dataset, test_split: Dataset
+    context: dg.AssetCheckExecutionContext,
+    train_split: Dataset,
+    validation_split: Dataset,
+    test_split: Dataset,
+    storage: StorageResource,
 ) -> dg.AssetCheckResult:
     from assets.split.leakage import find_leaks
+    from assets.split.timesplit import SplitSettings
 
-    leaks = find_leaks(train_split.to_list(), validation_split.to_list(), test_split.to_list())
+    # Near duplicates by the settings the split that wrote these bytes ran with (its recorded config);
+    # params.yaml as it is now only when no materialization recorded them (e.g. after `dvc checkout`).
+    md5 = artifact_store(storage).md5("train_split")
+    recorded = recorded_settings(context, "train_split", md5) or {}  # type: ignore[arg-type]
+    settings = stage_settings(SplitSettings, {**current_config("split"), **recorded})
+    source = "as the split ran" if "near_dup_threshold" in recorded else "params.yaml now"
+    leaks = find_leaks(
+        train_split.to_list(), validation_split.to_list(), test_split.to_list(), settings.near_duplicates
+    )
     return dg.AssetCheckResult(
         passed=not leaks,
         metadata={
             "leaks": len(leaks),
             "details": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in leaks[:50]) or "none"),
+            "near_duplicate_rule": f"{settings.near_duplicates.describe()} ({source})",
         },
     )

@@ -1,7 +1,7 @@
 """Leakage checks between the train, validation and test splits.
 
 Leakage makes evaluation numbers lie: the same example (by id or by normalized text), a near duplicate
-(:mod:`assets.split.neardup`: character 5-gram Jaccard, same numbers) or the same group in two splits,
+(:mod:`assets.shared.neardup`, the clean stage's notion and settings) or the same group in two splits,
 evaluation data that is not newer than the training data, or a machine-made paraphrase used for
 evaluation. :func:`find_leaks` lists every such problem in words, naming the rows; an empty list means
 none.
@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from assets.shared.groups import conversation_key
+from assets.shared.neardup import NearDuplicateSettings
 from assets.shared.timestamps import row_time
-from assets.split.neardup import NEAR_DUPLICATE_JACCARD, SHINGLE_CHARS, LinkedGroups, link_groups
+from assets.split.neardup import LinkedGroups, link_groups
 
 _ORDER = ("train", "validation", "test")
 
@@ -43,19 +44,25 @@ def _shared(
 
 
 def _near_duplicates(
-    rows: list[dict[str, Any]], names: list[str], texts: list[str], linked: LinkedGroups
+    rows: list[dict[str, Any]],
+    names: list[str],
+    texts: list[str],
+    linked: LinkedGroups,
+    settings: NearDuplicateSettings,
 ) -> list[str]:
     """One problem per near-duplicate pair in two splits, naming both rows; exact copies are left to the
     conversation-text check."""
     problems = []
-    for pair in linked.pairs:
-        first, second = rows[pair.first], rows[pair.second]
-        if names[pair.first] == names[pair.second] or texts[pair.first] == texts[pair.second]:
+    pairs = linked.pairs
+    for first, second, similarity in zip(
+        pairs.first.tolist(), pairs.second.tolist(), pairs.jaccard.tolist(), strict=True
+    ):
+        if names[first] == names[second] or texts[first] == texts[second]:
             continue
         problems.append(
-            f"near duplicates: {names[pair.second]} row {second['id']!r} and {names[pair.first]} row "
-            f"{first['id']!r} (Jaccard {pair.jaccard:.2f} of character {SHINGLE_CHARS}-grams, at least "
-            f"{NEAR_DUPLICATE_JACCARD})"
+            f"near duplicates: {names[second]} row {rows[second]['id']!r} and {names[first]} row "
+            f"{rows[first]['id']!r} (character {settings.shingle_size}-gram Jaccard {similarity:.2f}, at "
+            f"least clean.near_dup_threshold {settings.threshold}, same numbers)"
         )
     return problems
 
@@ -85,9 +92,13 @@ def _temporal(rows: list[dict[str, Any]], names: list[str], groups: list[int]) -
 
 
 def find_leaks(
-    train: list[dict[str, Any]], validation: list[dict[str, Any]], test: list[dict[str, Any]]
+    train: list[dict[str, Any]],
+    validation: list[dict[str, Any]],
+    test: list[dict[str, Any]],
+    near: NearDuplicateSettings,
 ) -> list[str]:
-    """Human-readable leakage problems between the three splits; an empty list means no leak."""
+    """Human-readable leakage problems between the three splits; an empty list means no leak. ``near``:
+    what counts as a near duplicate (the ``clean`` settings the split ran with)."""
     splits = {"train": train, "validation": validation, "test": test}
     problems = _shared(splits, "id {key!r}", lambda row: row["id"])
     problems += _shared(splits, "group_id {key!r}", lambda row: row.get("group_id"))
@@ -95,8 +106,8 @@ def find_leaks(
     rows = [row for name in _ORDER for row in splits[name]]
     names = [name for name in _ORDER for _ in splits[name]]
     texts = [conversation_key(row["messages"]) for row in rows]
-    linked = link_groups(rows, texts)
-    problems += _near_duplicates(rows, names, texts, linked)
+    linked = link_groups(rows, near)
+    problems += _near_duplicates(rows, names, texts, linked, near)
     problems += _temporal(rows, names, linked.groups)
     for name in ("validation", "test"):
         problems += [

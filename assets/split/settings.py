@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from assets.shared.neardup import NearDuplicateSettings
 from assets.shared.timestamps import parse_cutoff
 
 
@@ -19,8 +20,15 @@ class SplitSettings:
     embargo_days: float
     min_groups_per_split: int
     max_gap_days: float
+    # What a near duplicate is: the clean stage's settings (params.yaml clean.*), given to the split by its
+    # stage table, so a near-duplicate cluster and a leak are the same thing the dedup removes.
+    near_dup_threshold: float
+    minhash_permutations: int
+    shingle_size: int
 
     def __post_init__(self) -> None:
+        # Raises ValueError naming clean.near_dup_threshold and the like when one is out of range.
+        _ = self.near_duplicates
         for name in ("validation_fraction", "test_fraction"):
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < 1:
@@ -46,6 +54,11 @@ class SplitSettings:
                 f"split.validation_start {self.validation_start} is after split.test_start "
                 f"{self.test_start}; validation must come before test"
             )
+
+    @property
+    def near_duplicates(self) -> NearDuplicateSettings:
+        """The near-duplicate rule the split's groups and its leakage check use."""
+        return NearDuplicateSettings(self.near_dup_threshold, self.minhash_permutations, self.shingle_size)
 
     @property
     def validation_cutoff(self) -> datetime | None:

@@ -56,7 +56,7 @@ def split_by_time(rows: list[dict[str, Any]], settings: SplitSettings) -> SplitR
     if not rows:
         raise InputError("there are no rows to split; the upstream dataset is empty")
     times = [row_time(row) for row in rows]
-    linked = link_groups(rows)
+    linked = link_groups(rows, settings.near_duplicates)
     groups = linked.groups
     group_time: dict[int, datetime] = {}
     members: dict[int, list[int]] = defaultdict(list)
