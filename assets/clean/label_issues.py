@@ -4,9 +4,9 @@ Confident learning (Northcutt, Jiang & Chuang, 2021, "Confident Learning: Estima
 Labels", JAIR 70) needs, for every row, predicted class probabilities from a model that did not see that
 row. Ours come from a cheap classifier on the rows' embeddings: scikit-learn's ``LogisticRegression`` in a
 seeded, stratified K-fold ``cross_val_predict``, so each row is scored by the model of the fold that held it
-out. Datalab (``label_name="category"``, ``pred_probs``) then flags the rows whose given category disagrees
-with what the other rows of the data suggest, with a label quality score (low = likely wrong) and the
-category it suggests.
+out (``C`` = :data:`INVERSE_REGULARIZATION`). Datalab (``label_name="category"``, ``pred_probs``) then
+flags the rows whose given category disagrees with what the other rows of the data suggest, with a label
+quality score (low = likely wrong) and the category it suggests.
 
 Only rows that carry a category are checked; a category with fewer rows than folds cannot be held out in
 every fold, so its rows are left out (and named in the note). The check needs at least two categories
@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
 # Folds of the out-of-fold probabilities: cleanlab's own cross-validation default (cv_n_folds=5).
 FOLDS = 5
+# Inverse L2 strength of the classifier. The embeddings are unit length, so each coordinate is about
+# 1/sqrt(dim) and scikit-learn's default C=1 over-regularizes: on two clearly separate topics its
+# probabilities stay near 0.8, and confident learning then misses planted errors (in
+# tests/test_cleanlab_checks.py it finds all four at C=10, two at C=1).
+INVERSE_REGULARIZATION = 10.0
 # Categories named in a note before "and N more".
 _NAMED = 10
 
@@ -65,7 +70,7 @@ def out_of_fold_probabilities(
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     # lbfgs is deterministic; the folds are the seeded part.
-    model = LogisticRegression(max_iter=1000)
+    model = LogisticRegression(C=INVERSE_REGULARIZATION, max_iter=1000)
     splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return cross_val_predict(model, vectors, np.asarray(labels), cv=splits, method="predict_proba")
 
