@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from assets.clean.asset import label_issue_table
 from assets.clean.drift import find_drift, reorder_graph, time_order
 from assets.clean.embed import embed_texts
 from assets.clean.label_issues import find_label_issues
@@ -141,6 +142,14 @@ def test_label_issues_are_reported_and_kept_by_default() -> None:
     # row 5 is about programming (odd rows are) but labeled cooking
     assert flagged["r5"] == ("cooking", "programming") and flagged["r6"] == (None, None)
     assert all(score["label_score"] is not None for score in result.quality_scores)
+    # what clean_examples shows in the Dagster UI
+    table = label_issue_table(result.quality_scores).splitlines()
+    assert table[0] == "| id | given category | suggested category | label quality |"
+    assert len(table) == 2 + len(PLANTED) and any(
+        line.startswith("| r5 | cooking | programming | ") for line in table
+    )
+    assert label_issue_table(result.quality_scores, shown=1).endswith("| … and 3 more | | | |")
+    assert label_issue_table([]) == "none"
 
 
 def test_label_issues_are_dropped_when_set() -> None:

@@ -93,6 +93,12 @@ def clean(
                 [(k, v) for k, v in result.counts.items() if k in FINDINGS or k.startswith("cleanlab_kept")],
                 "finding",
             ),
+            # Rows whose category Datalab doubts (kept unless clean.cleanlab_drop_label_issues), and
+            # whether the rows drift over created_at (reported only).
+            "cleanlab_label_issues": dg.MetadataValue.md(label_issue_table(result.quality_scores)),
+            "cleanlab_drift": next(
+                (note for note in result.notes if note.startswith("cleanlab drift check")), "not run"
+            ),
             "max_tokens_kept": result.counts.get("max_tokens_kept", 0),
             "notes": "; ".join(result.notes) or "none",
             # The cleaning steps in order: what each saw, rejected and rewrote.
@@ -125,6 +131,22 @@ def step_table(step_counts: list[dict]) -> str:
         )
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     return "\n".join(lines)
+
+
+def label_issue_table(scores: list[dict], shown: int = 20) -> str:
+    """The rows whose category looks wrong, lowest label quality first: id, given and suggested category."""
+    flagged = sorted(
+        (score for score in scores if score.get("suggested_category") is not None),
+        key=lambda score: score["label_score"],
+    )
+    lines = ["| id | given category | suggested category | label quality |", "|---|---|---|---|"]
+    for score in flagged[:shown]:
+        cells = (score["id"], score["given_category"], score["suggested_category"])
+        escaped = [str(cell).replace("|", "\\|") for cell in cells]
+        lines.append(f"| {' | '.join(escaped)} | {score['label_score']:.3f} |")
+    if len(flagged) > shown:
+        lines.append(f"| … and {len(flagged) - shown} more | | | |")
+    return "\n".join(lines) if flagged else "none"
 
 
 def _rewrite_changes(step_counts: list[dict], stage: str) -> Counter[str]:
