@@ -11,7 +11,8 @@ and the peak RSS, and writes them as JSON.
 
 The rows are support-desk questions and answers in a handful of categories, each category with its own
 vocabulary; timestamps span a year over which the mix of categories changes; a few rows are planted
-copies (exact or with one word changed) and a few carry the wrong category. One seeded generator: the same
+copies (exact or with one word changed) and a few carry the wrong category (their ``source`` says so, and
+the label check is scored against it). One seeded generator: the same
 arguments give the same rows.
 """
 
@@ -120,7 +121,7 @@ def synthetic_rows(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
                 words = messages[0]["content"].split(" ")
                 words[rng.randrange(len(words))] = rng.choice(("kindly", "please", "urgently"))
                 messages[0]["content"] = " ".join(words)
-            category = source["category"]
+            category, origin = source["category"], source["source"]
         else:
             category = _category_at(rng, fraction)
             things, verbs = CATEGORIES[category]
@@ -134,8 +135,10 @@ def synthetic_rows(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
             steps = [step.format(**slots) for step in rng.sample(STEPS, rng.randint(2, 3))]
             answer = f"Thanks for asking about your {slots['thing']}. " + " ".join(steps)
             messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+            origin = "synthetic"
             if rng.random() < MISLABELED_SHARE:
                 category = rng.choice([name for name in names if name != category])
+                origin = "synthetic:mislabeled"  # the truth the label check is scored against
         rows.append(
             {
                 "id": f"row-{index}",
@@ -143,7 +146,7 @@ def synthetic_rows(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
                 "created_at": created,
                 "category": category,
                 "lang": "en",
-                "source": "synthetic",
+                "source": origin,
                 "augmented_from": None,
                 "group_id": None,
                 "source_file": "synthetic.jsonl",
@@ -156,16 +159,19 @@ def synthetic_rows(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
 
 
 class _PhaseTimes(logging.Handler):
-    """Collects the cleanlab pass's phase timings from its log records (``phase`` and ``seconds``)."""
+    """Collects the cleanlab pass's phase timings from its log records (``phase``, ``seconds``,
+    ``cpu_seconds``)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         phase = getattr(record, "phase", None)
         if phase is not None:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + float(record.seconds)
+            self.cpu_seconds[phase] = self.cpu_seconds.get(phase, 0.0) + float(record.cpu_seconds)
 
 
 def measure(count: int) -> dict[str, Any]:
@@ -173,7 +179,10 @@ def measure(count: int) -> dict[str, Any]:
     rows = synthetic_rows(count)
     # Import the heavy libraries first: a one-off cost of a few seconds that is not the stage's scaling.
     import cleanlab  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
+    import sklearn.decomposition
+    import sklearn.feature_extraction.text
+    import sklearn.linear_model
+    import sklearn.model_selection  # noqa: F401
 
     settings = dataclasses.replace(settings_from(CleanSettings, section("clean")), cleanlab_enabled=True)
     step_seconds: dict[str, float] = {}
@@ -206,13 +215,25 @@ def measure(count: int) -> dict[str, Any]:
     finally:
         pipeline.default_steps = build_steps
         logger.removeHandler(phases)
+    # The label check against the planted truth, over the rows it saw (those that reached the cleanlab pass).
+    mislabeled = {row["id"] for row in rows if row["source"] == "synthetic:mislabeled"}
+    scored = {score["id"] for score in result.quality_scores if score.get("label_score") is not None}
+    flagged = {score["id"] for score in result.quality_scores if score.get("suggested_category") is not None}
+    planted = mislabeled & scored
     return {
         "rows": count,
+        "label_issues": {
+            "planted": len(planted),
+            "flagged": len(flagged),
+            "recall": round(len(flagged & planted) / len(planted), 4) if planted else None,
+            "precision": round(len(flagged & planted) / len(flagged), 4) if flagged else None,
+        },
         "seconds": round(seconds, 3),
         "cpu_seconds": round(cpu_seconds, 3),
         "step_seconds": {name: round(value, 3) for name, value in step_seconds.items()},
         "step_cpu_seconds": {name: round(value, 3) for name, value in step_cpu_seconds.items()},
         "cleanlab_phase_seconds": {name: round(value, 3) for name, value in phases.seconds.items()},
+        "cleanlab_phase_cpu_seconds": {name: round(value, 3) for name, value in phases.cpu_seconds.items()},
         "kept": len(result.kept),
         "counts": result.counts,
         "notes": result.notes,
@@ -221,10 +242,11 @@ def measure(count: int) -> dict[str, Any]:
     }
 
 
-def _shares(run: dict[str, Any]) -> dict[str, float]:
-    total = run["seconds"]
-    shares = {name: value / total for name, value in run["step_seconds"].items()}
-    phases = run["cleanlab_phase_seconds"]
+def _shares(run: dict[str, Any], clock: str = "") -> dict[str, float]:
+    """Each step's and cleanlab phase's share of the stage time; ``clock`` "cpu_" for CPU time."""
+    total = run[f"{clock}seconds"]
+    shares = {name: value / total for name, value in run[f"step_{clock}seconds"].items()}
+    phases = run[f"cleanlab_phase_{clock}seconds"]
     shares.update({f"cleanlab.{name}": value / total for name, value in phases.items()})
     return {name: round(share, 3) for name, share in shares.items()}
 
@@ -264,6 +286,7 @@ def main() -> int:
         "target_ratio": TARGET_RATIO,
         "meets_target": ratio <= TARGET_RATIO,
         "shares": {str(run["rows"]): _shares(run) for run in runs},
+        "cpu_shares": {str(run["rows"]): _shares(run, "cpu_") for run in runs},
         "runs": runs,
     }
     print(json.dumps(figures, indent=2))
