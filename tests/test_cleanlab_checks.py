@@ -327,3 +327,13 @@ def test_dropped_label_issues_are_never_the_kept_row_of_a_near_duplicate() -> No
     dropped = _clean(rows, cleanlab_drop_label_issues=True)
     reasons = {row["id"]: row["reason"] for row in dropped.rejected}
     assert reasons["r5"] == "label_issue" and reasons.get("copy-of-r5") == "label_issue"
+
+
+def test_drift_check_reports_a_test_datalab_cannot_run() -> None:
+    # Ten rows, nine neighbours each: every order gives the same statistic, so the permutation test's
+    # density estimate is singular and Datalab gives up on the issue type; the pass goes on with a note.
+    vectors = _vectors(topic_rows(10))
+    times = [CLEAN_START + timedelta(days=day) for day in range(10)]
+    drift = find_drift(cosine_knn_graph(vectors, k=9), times, vectors=vectors, build_graph=None)  # type: ignore[arg-type]
+    assert drift.rows == 0 and drift.p_value is None
+    assert "Datalab could not run its non-IID test on these 10 rows (Error in non_iid" in drift.note

@@ -15,6 +15,8 @@ order); rows without a ``created_at`` are left out, and then the graph of the re
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,9 +92,15 @@ def find_drift(
     ordered = reorder_graph(graph, order) if complete else build_graph(vectors[order])
     k = ordered.nnz // ordered.shape[0]
     lab = Datalab(data={"position": list(range(len(order)))}, verbosity=0)
-    lab.find_issues(
-        knn_graph=ordered, issue_types={"non_iid": {"k": k, "significance_threshold": SIGNIFICANCE}}
-    )
+    printed = io.StringIO()
+    # Datalab catches an issue type's error and prints it; keep it for the note instead of the console.
+    with contextlib.redirect_stdout(printed):
+        options = {"k": k, "significance_threshold": SIGNIFICANCE}
+        lab.find_issues(knn_graph=ordered, issue_types={"non_iid": options})
+    if "non_iid" not in set(lab.issue_summary["issue_type"]):
+        error = next((line for line in printed.getvalue().splitlines() if "non_iid" in line), "no message")
+        why = f"Datalab could not run its non-IID test on these {len(order)} rows ({error[:300]})"
+        return DriftCheck(0, f"cleanlab drift check skipped: {why}")
     p_value = float(lab.get_issue_summary("non_iid")["score"].iloc[0])
     found = lab.get_issues("non_iid")
     scores = {index: float(score) for index, score in zip(order, found["non_iid_score"], strict=True)}

@@ -15,6 +15,8 @@ left; otherwise it is skipped, and the note says why.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -119,7 +121,14 @@ def _datalab_label_check(
 
     probabilities = out_of_fold_probabilities(vectors, labels, folds=folds, seed=seed)
     lab = Datalab(data={"category": labels}, label_name="category", verbosity=0)
-    lab.find_issues(pred_probs=probabilities, issue_types={"label": {}})
+    printed = io.StringIO()
+    # Datalab catches an issue type's error and prints it; keep it for the note instead of the console.
+    with contextlib.redirect_stdout(printed):
+        lab.find_issues(pred_probs=probabilities, issue_types={"label": {}})
+    if "label" not in set(lab.issue_summary["issue_type"]):
+        error = next((line for line in printed.getvalue().splitlines() if "label" in line), "no message")
+        why = f"Datalab could not run its label check on these {len(kept)} rows ({error[:300]})"
+        return LabelCheck(0, f"cleanlab label check skipped: {why}{left_out}")
     found = lab.get_issues("label")
     health = float(lab.get_issue_summary("label")["score"].iloc[0])
     scores = {index: float(score) for index, score in zip(kept, found["label_score"], strict=True)}
