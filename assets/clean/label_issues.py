@@ -124,7 +124,10 @@ def _datalab_label_check(
     printed = io.StringIO()
     # Datalab catches an issue type's error and prints it; keep it for the note instead of the console.
     with contextlib.redirect_stdout(printed):
-        lab.find_issues(pred_probs=probabilities, issue_types={"label": {}})
+        # One process: cleanlab's default forks a multiprocessing pool, and a fork of the threaded Dagster
+        # run process can deadlock on a lock another thread held (seen in the end-to-end tests).
+        single = {"clean_learning_kwargs": {"find_label_issues_kwargs": {"n_jobs": 1}}}
+        lab.find_issues(pred_probs=probabilities, issue_types={"label": single})
     if "label" not in set(lab.issue_summary["issue_type"]):
         error = next((line for line in printed.getvalue().splitlines() if "label" in line), "no message")
         why = f"Datalab could not run its label check on these {len(kept)} rows ({error[:300]})"
