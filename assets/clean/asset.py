@@ -98,6 +98,12 @@ def clean(
                 [(k, v) for k, v in result.counts.items() if k in FINDINGS or k.startswith("cleanlab_kept")],
                 "finding",
             ),
+            # Rows whose category Datalab doubts (kept unless clean.cleanlab_drop_label_issues), and
+            # whether the rows drift over created_at (reported only).
+            "cleanlab_label_issues": dg.MetadataValue.md(label_issue_table(result.quality_scores)),
+            "cleanlab_drift": next(
+                (note for note in result.notes if note.startswith("cleanlab drift check")), "not run"
+            ),
             "max_tokens_kept": result.counts.get("max_tokens_kept", 0),
             # rows over train.max_seq_length kept by dropping their earliest exchanges (trim_history)
             "too_long_policy": settings.too_long_policy,
@@ -137,6 +143,22 @@ def step_table(step_counts: list[dict]) -> str:
         )
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     return "\n".join(lines)
+
+
+def label_issue_table(scores: list[dict], shown: int = 20) -> str:
+    """The rows whose category looks wrong, lowest label quality first: id, given and suggested category."""
+    flagged = sorted(
+        (score for score in scores if score.get("suggested_category") is not None),
+        key=lambda score: score["label_score"],
+    )
+    lines = ["| id | given category | suggested category | label quality |", "|---|---|---|---|"]
+    for score in flagged[:shown]:
+        cells = (score["id"], score["given_category"], score["suggested_category"])
+        escaped = [str(cell).replace("|", "\\|") for cell in cells]
+        lines.append(f"| {' | '.join(escaped)} | {score['label_score']:.3f} |")
+    if len(flagged) > shown:
+        lines.append(f"| … and {len(flagged) - shown} more | | | |")
+    return "\n".join(lines) if flagged else "none"
 
 
 def _rewrite_changes(step_counts: list[dict], stage: str) -> Counter[str]:

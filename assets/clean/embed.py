@@ -9,6 +9,8 @@ through :func:`make_embedder` and must return the same kind of array: one unit-l
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 Embedder = Callable[[list[str]], "np.ndarray"]
 
 SUPPORTED_EMBEDDERS = ("embedded",)
+
+_log = logging.getLogger(__name__)
 
 
 def embed_texts(texts: list[str], *, dim: int, seed: int) -> np.ndarray:
@@ -51,8 +55,18 @@ def embed_texts(texts: list[str], *, dim: int, seed: int) -> np.ndarray:
 def make_embedder(name: str, *, dim: int, seed: int) -> Embedder:
     """The embedder named by the ``clean.embedder`` setting."""
     if name == "embedded":
-        return lambda texts: embed_texts(texts, dim=dim, seed=seed)
+        return lambda texts: _timed(embed_texts, texts, dim=dim, seed=seed)
     raise ValueError(
         f"clean.embedder is {name!r}, which is not supported; use one of {', '.join(SUPPORTED_EMBEDDERS)} "
         "in params.yaml"
     )
+
+
+def _timed(embed: Callable[..., np.ndarray], texts: list[str], **options: object) -> np.ndarray:
+    """``embed(texts, **options)``, its duration logged (``extra``: phase, seconds, cpu_seconds)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    vectors = embed(texts, **options)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    timing = {"phase": "embed", "seconds": seconds, "cpu_seconds": cpu_seconds}
+    _log.info("embedded %d texts in %.2f s", len(texts), timing["seconds"], extra=timing)
+    return vectors

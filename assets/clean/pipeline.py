@@ -14,8 +14,10 @@ step's stage is the ``stage`` column of the rows it rejects:
 5. ``dedup_near``: character-shingle Jaccard, candidates from MinHash + LSH, verified exactly, with the
    rules of :mod:`assets.shared.neardup` that keep distinct examples of one template apart (the split
    uses the same notion and settings);
-6. ``cleanlab``: Datalab outliers (reported; dropped with ``clean.cleanlab_drop_outliers``) and near
-   duplicates whose prompt and answer are both close in embedding space (:mod:`assets.clean.quality`).
+6. ``cleanlab``: Datalab outliers (reported; dropped with ``clean.cleanlab_drop_outliers``), near
+   duplicates whose prompt and answer are both close in embedding space, label issues on ``category``
+   (reported; dropped with ``clean.cleanlab_drop_label_issues``) and drift over ``created_at`` (reported
+   only), see :mod:`assets.clean.quality`.
 
 The near-duplicate stages never link two rows of one group (same non-null ``group_id``); exact and prefix
 duplicates are rejected whatever their groups.
@@ -27,7 +29,7 @@ looks through the invisible and control characters that text hygiene removes her
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -87,6 +89,10 @@ class CleanSettings:
     # this cosine similarity of both their prompts and their answers (defaults as in params.yaml).
     cleanlab_drop_outliers: bool = field(default=False, kw_only=True)
     cleanlab_near_dup_similarity: float = field(default=0.9, kw_only=True)
+    # Label issues on `category` are reported, and dropped only when this says so; the out-of-fold
+    # probabilities behind them come from this many folds.
+    cleanlab_drop_label_issues: bool = field(default=False, kw_only=True)
+    cleanlab_label_folds: int = field(default=5, kw_only=True)
 
     def __post_init__(self) -> None:
         for spec in fields(self):
@@ -116,6 +122,9 @@ class CleanSettings:
         )
         _require(self.shingle_size >= 1, "shingle_size", "must be >= 1", self.shingle_size)
         _require(self.embedding_dim >= 1, "embedding_dim", "must be >= 1", self.embedding_dim)
+        _require(
+            self.cleanlab_label_folds >= 2, "cleanlab_label_folds", "must be >= 2", self.cleanlab_label_folds
+        )
         _require(
             0 < self.cleanlab_near_dup_similarity <= 1,
             "cleanlab_near_dup_similarity",
@@ -327,10 +336,13 @@ def near_duplicates(rows: Sequence[Row], *, settings: CleanSettings) -> Filtered
 def cleanlab_pass(rows: Sequence[Row], *, settings: CleanSettings) -> Filtered:
     """Embed each row's prompt and answer and run cleanlab's Datalab on their kNN graph (see
     :mod:`assets.clean.quality`). Outliers (score below ``clean.outlier_score_threshold``) are reported in a
-    note and rejected only with ``clean.cleanlab_drop_outliers``; with ``clean.cleanlab_near_duplicates``,
-    rows whose prompt and answer both reach ``clean.cleanlab_near_dup_similarity`` with an earlier kept
-    row's are rejected. Also returns one ``{id, outlier_score, near_duplicate_score}`` per row and
-    Datalab's issue counts; skipped, with a note, when disabled or when too few rows are left for kNN."""
+    note and rejected only with ``clean.cleanlab_drop_outliers``; label issues on ``category`` likewise,
+    with ``clean.cleanlab_drop_label_issues``; drift over ``created_at`` is only reported. With
+    ``clean.cleanlab_near_duplicates``, rows whose prompt and answer both reach
+    ``clean.cleanlab_near_dup_similarity`` with an earlier kept row's are rejected. Also returns one
+    ``{id, outlier_score, near_duplicate_score, label_score, given_category, suggested_category,
+    non_iid_score}`` per row (``None`` where a check did not score the row) and Datalab's issue counts;
+    skipped, with a note, when disabled or when too few rows are left for kNN."""
     if not settings.cleanlab_enabled:
         return _skipped("cleanlab pass skipped: clean.cleanlab_enabled is false")
     if len(rows) < MIN_ROWS:
@@ -348,6 +360,11 @@ def cleanlab_pass(rows: Sequence[Row], *, settings: CleanSettings) -> Filtered:
         similarity=similarity,
         drop_outliers=settings.cleanlab_drop_outliers,
         groups=[row.get("group_id") for row in rows],
+        categories=[row.get("category") for row in rows],
+        created_at=[row.get("created_at") for row in rows],
+        drop_label_issues=settings.cleanlab_drop_label_issues,
+        label_folds=settings.cleanlab_label_folds,
+        seed=EMBEDDING_SEED,
     )
     rejections = {}
     threshold = settings.outlier_score_threshold
@@ -357,12 +374,24 @@ def cleanlab_pass(rows: Sequence[Row], *, settings: CleanSettings) -> Filtered:
             why = f"cleanlab outlier score {score:.4f} < clean.outlier_score_threshold {threshold}"
             rejections[position] = Rejection("cleanlab_outlier", why)
     elif report.outliers:
-        ids = ", ".join(repr(rows[position]["id"]) for position in list(report.outliers)[:20])
-        more = f" and {len(report.outliers) - 20} more" if len(report.outliers) > 20 else ""
         notes.append(
             f"cleanlab: {len(report.outliers)} outliers (score < clean.outlier_score_threshold {threshold}) "
-            f"kept, as clean.cleanlab_drop_outliers is false: {ids}{more}"
+            f"kept, as clean.cleanlab_drop_outliers is false: {_some_ids(rows, report.outliers)}"
         )
+    labels = report.labels
+    if settings.cleanlab_drop_label_issues:
+        for position, issue in labels.issues.items():
+            why = (
+                f"cleanlab label issue: category {issue.given!r} looks wrong (label quality "
+                f"{issue.score:.3f}; the other rows suggest {issue.suggested!r}), "
+                "clean.cleanlab_drop_label_issues is true"
+            )
+            rejections[position] = Rejection("label_issue", why)
+        notes.append(labels.note)
+    else:
+        flagged = f"; kept, as clean.cleanlab_drop_label_issues is false: {_some_ids(rows, labels.issues)}"
+        notes.append(labels.note + (flagged if labels.issues else ""))
+    notes.append(report.drift.note)
     if settings.cleanlab_near_duplicates:
         for position, near in report.near_duplicates.items():
             kept, match = rows[near.kept_index], rows[near.match_index]
@@ -373,21 +402,36 @@ def cleanlab_pass(rows: Sequence[Row], *, settings: CleanSettings) -> Filtered:
                 f"{kept['id']!r} ({near.cluster_size} rows) keeps its earliest row, {kept['id']!r}"
             )
             rejections[position] = Rejection("cleanlab_near_duplicate", why, duplicate_of=kept["id"])
-    scores = [
-        {
-            "id": row["id"],
-            "outlier_score": report.outlier_scores[position],
-            "near_duplicate_score": report.near_duplicate_scores[position],
-        }
-        for position, row in enumerate(rows)
-    ]
+    scores = []
+    for position, row in enumerate(rows):
+        issue = labels.issues.get(position)
+        scores.append(
+            {
+                "id": row["id"],
+                "outlier_score": report.outlier_scores[position],
+                "near_duplicate_score": report.near_duplicate_scores[position],
+                "label_score": labels.scores.get(position),
+                "given_category": issue.given if issue else None,
+                "suggested_category": issue.suggested if issue else None,
+                "non_iid_score": report.drift.scores.get(position),
+            }
+        )
     counts = {
         "cleanlab_outlier_issues": report.outlier_issues,
         "cleanlab_near_duplicate_issues": report.near_duplicate_issues,
         "cleanlab_outliers": len(report.outliers),
         **{f"cleanlab_kept_apart_{rule}": count for rule, count in report.kept_apart.items() if count},
+        **({"cleanlab_label_issues": len(labels.issues)} if labels.checked else {}),
+        **({"cleanlab_non_iid_issues": int(report.drift.detected)} if report.drift.rows else {}),
     }
     return Filtered(rejections, counts, notes=notes, scores=scores)
+
+
+def _some_ids(rows: Sequence[Row], positions: Iterable[int], shown: int = 20) -> str:
+    """The ids of the rows at ``positions``, the first ``shown`` of them, for a note."""
+    ids = [repr(rows[position]["id"]) for position in positions]
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(ids[:shown]) + more
 
 
 def _skipped(note: str) -> Filtered:

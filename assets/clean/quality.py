@@ -18,17 +18,29 @@ Schmid, 2011), so the pass grows as n^1.5 rather than n².
   answer follows the question). Clusters are connected components; the earliest row of each is kept.
   Datalab's own near-duplicate count is still reported beside ours.
 
+- Label issues (:mod:`assets.clean.label_issues`): when rows carry a ``category``, Datalab's label issues
+  from out-of-fold probabilities of a logistic regression on the same vectors (confident learning).
+- Drift (:mod:`assets.clean.drift`): Datalab's non-IID check on the same graph, renumbered into
+  ``created_at`` order; reported only.
+
 As in :mod:`assets.clean.dedup`, two rows of one group (same non-null ``group_id``) are never linked.
+Each phase's duration is logged (logger ``assets.clean.quality``, records carry ``phase`` and ``seconds``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from assets.clean.dedup import answer_follows_question, numbers
+from assets.clean.drift import DriftCheck, find_drift
+from assets.clean.label_issues import FOLDS, LabelCheck, find_label_issues
 from assets.shared.groups import UnionFind, same_group
 
 if TYPE_CHECKING:
@@ -49,6 +61,17 @@ _BLOCK_ROWS = 1024
 _KMEANS_ITERATIONS = 10
 _KMEANS_SAMPLE = 50_000
 
+_log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _phase(name: str) -> Iterator[None]:
+    """Log how long one phase of the pass took (``extra``: ``phase``, ``seconds``, ``cpu_seconds``)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    yield
+    timing = {"phase": name, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
+    _log.info("cleanlab pass: %s took %.2f s", name, timing["seconds"], extra=timing)
+
 
 @dataclass(frozen=True)
 class QualityDuplicate:
@@ -68,6 +91,8 @@ class QualityReport:
     ``outliers`` maps every row scoring below the threshold to its score; ``near_duplicates`` maps each
     row to drop to its :class:`QualityDuplicate`. ``outlier_issues`` and ``near_duplicate_issues`` are
     Datalab's own flags, ``kept_apart`` the graph edges at or over the similarity that a rule kept apart.
+    ``labels`` and ``drift`` are the label and non-IID checks (skipped, with their note saying why, when
+    the rows carry no categories or timestamps to check).
     """
 
     outlier_scores: list[float]
@@ -77,6 +102,8 @@ class QualityReport:
     outliers: dict[int, float] = field(default_factory=dict)
     near_duplicates: dict[int, QualityDuplicate] = field(default_factory=dict)
     kept_apart: dict[str, int] = field(default_factory=dict)
+    labels: LabelCheck = field(default_factory=lambda: LabelCheck(0, "cleanlab label check not run"))
+    drift: DriftCheck = field(default_factory=lambda: DriftCheck(0, "cleanlab drift check not run"))
 
 
 def _graph(indices: np.ndarray, distances: np.ndarray) -> csr_matrix:
@@ -198,13 +225,22 @@ def find_quality_issues(
     drop_outliers: bool = False,
     exact_knn_max_rows: int = EXACT_KNN_MAX_ROWS,
     groups: Sequence[str | None] | None = None,
+    categories: Sequence[str | None] | None = None,
+    created_at: Sequence[datetime | None] | None = None,
+    drop_label_issues: bool = False,
+    label_folds: int = FOLDS,
+    seed: int = 0,
 ) -> QualityReport:
-    """Score every row with Datalab (outliers, and its own near-duplicate flags for the report) and link
-    near duplicates by the absolute rule of the module docstring.
+    """Score every row with Datalab (outliers, and its own near-duplicate flags for the report), link
+    near duplicates by the absolute rule of the module docstring, and check ``categories`` (label issues)
+    and the order of ``created_at`` (drift) when given.
 
-    ``parts`` are the rows' (prompt, answer) texts and the embeddings their unit-length vectors. When
-    ``drop_outliers`` is set, outliers are left out of the near-duplicate clusters, so that a duplicate
-    always points at a row that is kept.
+    ``parts`` are the rows' (prompt, answer) texts and the embeddings their unit-length vectors, shape
+    (rows, dim) each. Rows that will be dropped (outliers with ``drop_outliers``, label issues with
+    ``drop_label_issues``) are left out of the near-duplicate clusters, so that a duplicate always points at
+    a row that is kept. The kNN graph is built once and given to every Datalab check. ``seed`` fixes the
+    folds of the label classifier. Raises ``ValueError`` when a per-row sequence has the wrong length or
+    there are fewer than :data:`MIN_ROWS` rows.
     """
     import numpy as np
     from cleanlab import Datalab
@@ -215,25 +251,48 @@ def find_quality_issues(
             raise ValueError(f"got {n} rows but {array.shape[0]} {name} embeddings")
     if n < MIN_ROWS:
         raise ValueError(f"the quality pass needs at least {MIN_ROWS} rows, got {n}")
-    if groups is not None and len(groups) != n:
-        raise ValueError(f"got {n} rows but {len(groups)} group ids; pass one group id (or None) per row")
+    per_row = (("group id", "group ids", groups), ("category", "categories", categories))
+    for one, many, values in (*per_row, ("created_at", "created_at values", created_at)):
+        if values is not None and len(values) != n:
+            raise ValueError(f"got {n} rows but {len(values)} {many}; pass one {one} (or None) per row")
     vectors = np.hstack((prompt_embeddings, answer_embeddings)) / math.sqrt(2)
     k = min(NEIGHBOURS, n - 1)
-    graph = knn_graph(vectors, k=k, exact_knn_max_rows=exact_knn_max_rows)
-    lab = Datalab(data={"text": ["\n".join(pair) for pair in parts]}, verbosity=0)
-    lab.find_issues(knn_graph=graph, issue_types={"near_duplicate": {"k": k}, "outlier": {"k": k}})
-    issues = lab.get_issues()
+    with _phase("knn_graph"):
+        graph = knn_graph(vectors, k=k, exact_knn_max_rows=exact_knn_max_rows)
+    with _phase("datalab"):
+        lab = Datalab(data={"text": ["\n".join(pair) for pair in parts]}, verbosity=0)
+        lab.find_issues(knn_graph=graph, issue_types={"near_duplicate": {"k": k}, "outlier": {"k": k}})
+        issues = lab.get_issues()
     outlier_scores = [float(score) for score in issues["outlier_score"]]
     outliers = {index: score for index, score in enumerate(outlier_scores) if score < outlier_score_threshold}
-    near_duplicates, kept_apart = _near_duplicates(
-        graph,
-        parts,
-        prompt_embeddings,
-        answer_embeddings,
-        similarity=similarity,
-        excluded=set(outliers) if drop_outliers else set(),
-        groups=groups,
-    )
+    labels = LabelCheck(0, "cleanlab label check skipped: the rows carry no category column")
+    if categories is not None:
+        with _phase("label_issues"):
+            labels = find_label_issues(vectors, categories, folds=label_folds, seed=seed)
+    drift = DriftCheck(0, "cleanlab drift check skipped: the rows carry no created_at column")
+    if created_at is not None:
+        with _phase("drift"):
+            drift = find_drift(
+                graph,
+                created_at,
+                vectors=vectors,
+                build_graph=lambda subset: knn_graph(
+                    subset, k=min(NEIGHBOURS, len(subset) - 1), exact_knn_max_rows=exact_knn_max_rows
+                ),
+            )
+    excluded = set(outliers) if drop_outliers else set()
+    if drop_label_issues:
+        excluded |= set(labels.issues)
+    with _phase("near_duplicates"):
+        near_duplicates, kept_apart = _near_duplicates(
+            graph,
+            parts,
+            prompt_embeddings,
+            answer_embeddings,
+            similarity=similarity,
+            excluded=excluded,
+            groups=groups,
+        )
     return QualityReport(
         outlier_scores=outlier_scores,
         near_duplicate_scores=[float(score) for score in issues["near_duplicate_score"]],
@@ -242,6 +301,8 @@ def find_quality_issues(
         outliers=outliers,
         near_duplicates=near_duplicates,
         kept_apart=kept_apart,
+        labels=labels,
+        drift=drift,
     )
 
 
