@@ -37,6 +37,9 @@ def test_rows_that_fit_are_kept_and_long_ones_are_rejected_with_their_length(tok
     tokens = int(rejection.detail.split("renders to ")[1].split(" ")[0])
     assert tokens > 300
     assert 0 < found.counts["max_tokens_kept"] <= 64
+    # The histogram holds both rows: the short one in a bucket under the limit, the long one over it.
+    assert found.counts["token_length_over_64"] == 1
+    assert sum(v for k, v in found.counts.items() if k.startswith("token_length_up_to_")) == 1
 
 
 def test_special_token_text_is_counted_not_rejected(tokenizer: Any) -> None:
@@ -165,3 +168,20 @@ def test_an_unknown_too_long_policy_names_the_setting(tokenizer: Any) -> None:
     assert settings.too_long_policy == "reject"
     with pytest.raises(ValueError, match=r"clean\.too_long_policy must be reject or trim_history"):
         dataclasses.replace(settings, too_long_policy="truncate")
+
+
+def test_the_token_length_histogram_counts_every_checked_row_once_and_marks_the_too_long() -> None:
+    from assets.clean.asset import length_table
+    from assets.clean.token_checks import length_histogram
+
+    counts = length_histogram([3, 32, 33, 200, 256, 257, 900], 256)
+    assert counts == {
+        "token_length_up_to_32": 2,
+        "token_length_up_to_64": 1,
+        "token_length_up_to_128": 0,
+        "token_length_up_to_192": 0,
+        "token_length_up_to_256": 2,
+        "token_length_over_256": 2,
+    }
+    table = length_table(counts)
+    assert "| 1-32 | 2 |" in table and "| 33-64 | 1 |" in table and "| > 256 (too long) | 2 |" in table

@@ -105,6 +105,8 @@ def clean(
                 (note for note in result.notes if note.startswith("cleanlab drift check")), "not run"
             ),
             "max_tokens_kept": result.counts.get("max_tokens_kept", 0),
+            # Rendered lengths of the rows that reached the token check, against train.max_seq_length.
+            "token_lengths": dg.MetadataValue.md(length_table(result.counts)),
             # rows over train.max_seq_length kept by dropping their earliest exchanges (trim_history)
             "too_long_policy": settings.too_long_policy,
             "trimmed_rows": trimmed.get("trimmed_rows", 0),
@@ -127,6 +129,24 @@ def clean(
         },
     }
     yield from record_stage(context, config, storage, dvc, outputs, stopwatch)
+
+
+def length_table(counts: dict[str, int], width: int = 40) -> str:
+    """The token-length histogram of the token check as a markdown table with text bars."""
+    buckets = [(k, v) for k, v in counts.items() if k.startswith("token_length_")]
+    if not buckets:
+        return "none (no row reached the token check)"
+    top = max(v for _, v in buckets) or 1
+    lines = ["| rendered tokens | rows | |", "|---|---|---|"]
+    low = 0
+    for key, value in buckets:
+        if key.startswith("token_length_over_"):
+            label = f"> {key.removeprefix('token_length_over_')} (too long)"
+        else:
+            edge = int(key.rsplit("_", 1)[1])
+            label, low = f"{low + 1}-{edge}", edge
+        lines.append(f"| {label} | {value} | {'█' * round(width * value / top)} |")
+    return "\n".join(lines)
 
 
 def step_table(step_counts: list[dict]) -> str:

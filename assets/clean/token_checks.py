@@ -57,6 +57,7 @@ def check_tokens(
     rejections: dict[int, Rejection] = {}
     with_special = 0
     longest = 0
+    lengths: list[int] = []
     for position, row in enumerate(rows):
         messages = row["messages"]
         try:
@@ -75,6 +76,7 @@ def check_tokens(
             )
             continue
         tokens = len(encode_conversation(tokenizer, text, messages)[0])
+        lengths.append(tokens)
         if tokens > max_seq_length:
             rejections[position] = Rejection(
                 "too_long",
@@ -93,7 +95,27 @@ def check_tokens(
         if any(token in (message.get("content") or "") for message in messages for token in special):
             with_special += 1
     counts = {"special_token_text_rows": with_special, "max_tokens_kept": longest}
+    counts.update(length_histogram(lengths, max_seq_length))
     return Filtered(rejections, counts=counts)
+
+
+HISTOGRAM_PREFIX = "token_length_up_to_"
+# Bucket edges as fractions of train.max_seq_length: how much room the data leaves, and how much is over.
+HISTOGRAM_FRACTIONS = (0.125, 0.25, 0.5, 0.75, 1.0)
+
+
+def length_histogram(lengths: Sequence[int], max_seq_length: int) -> dict[str, int]:
+    """Rendered lengths (tokens) counted into buckets whose upper edges are fractions of
+    ``max_seq_length`` (``token_length_up_to_<edge>``), plus ``token_length_over_<max>`` for rows too long.
+    Every bucket is present, empty ones as 0, so the table always has the same rows."""
+    edges = sorted({max(1, round(max_seq_length * fraction)) for fraction in HISTOGRAM_FRACTIONS})
+    buckets = {f"{HISTOGRAM_PREFIX}{edge}": 0 for edge in edges}
+    over = f"token_length_over_{max_seq_length}"
+    buckets[over] = 0
+    for length in lengths:
+        edge = next((e for e in edges if length <= e), None)
+        buckets[f"{HISTOGRAM_PREFIX}{edge}" if edge is not None else over] += 1
+    return buckets
 
 
 def _exchanges(messages: Sequence[Row]) -> tuple[list[Row], list[list[Row]]]:
