@@ -231,6 +231,27 @@ def test_bad_settings_name_the_field(field: str, value: object, message: str) ->
         GateSettings(**{**VALUES, field: value})
 
 
+def test_weight_delta_of_saved_lora_tensors(tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from assets.registry.weights import lora_weight_delta
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 6)).astype(np.float32), rng.normal(size=(5, 2)).astype(np.float32)
+    prefix = "base_model.model.model.layers.0.self_attn.q_proj"
+    save_file(
+        {f"{prefix}.lora_A.weight": a, f"{prefix}.lora_B.weight": b}, tmp_path / "adapter_model.safetensors"
+    )
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 8}))
+    assert lora_weight_delta(tmp_path) == pytest.approx(float(np.abs(b @ a).max()) * 4, rel=1e-6)
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 2, "lora_alpha": 8, "use_rslora": True}))
+    assert lora_weight_delta(tmp_path) == pytest.approx(float(np.abs(b @ a).max()) * 8 / 2**0.5, rel=1e-6)
+
+
+@pytest.mark.slow
 def test_weight_delta_equals_the_merged_weight_change(tmp_path: Path) -> None:
     """max |B·A·scaling| read from the saved adapter equals the largest change merge_and_unload makes
     to the base weights (PEFT, on a tiny random Llama)."""
