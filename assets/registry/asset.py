@@ -184,7 +184,8 @@ def champion_summary(champion: dict[str, Any] | None) -> str:
 def this_run_record(context: dg.AssetCheckExecutionContext) -> dict[str, Any] | None:
     """The registered_adapter record materialized by this run (from the event log), or None when the
     check runs without it: registered_adapter.json may meanwhile hold another run's registration."""
-    events = context.instance.all_logs(context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    run_id = context.run.run_id
+    events = context.instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     for event in reversed(events):
         materialization = event.asset_materialization
         if materialization is not None and materialization.asset_key == dg.AssetKey("registered_adapter"):
