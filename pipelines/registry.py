@@ -33,7 +33,8 @@ def _registry():
 
 def _export(run: bool) -> int:
     if not run:
-        print(f"merged_model still holds the old champion: re-export with `{' '.join(EXPORT[1:])}`")
+        print("merged_model still holds the old champion: re-export with")
+        print("  .venv/bin/python -m pipelines.materialize merged_model")
         print("(or `make demo`, or materialize merged_model in the Dagster UI).")
         return 0
     return subprocess.run(EXPORT, cwd=PROJECT_ROOT, check=False).returncode

@@ -251,3 +251,30 @@ def test_an_unreachable_registry_is_an_error_not_an_absent_champion(monkeypatch)
     assert registry.artifact_root() is None  # a server keeps artifacts in its own store
     with pytest.raises(MlflowException):
         registry.champion("m")
+
+
+def test_the_rollback_and_approve_commands(tmp_path: Path, monkeypatch, capsys) -> None:
+    import pipelines.registry as cli
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    registry = _registry(tmp_path)
+    for content in ("one", "two", "three"):
+        _register(registry, tmp_path, content)
+    registry.promote("m", "1", expected_champion=None)
+    registry.promote("m", "2", expected_champion="1")
+
+    assert cli.main(["--name", "m", "rollback"]) == 0
+    out = capsys.readouterr().out
+    assert "champion: version 1" in out and "python -m pipelines.materialize merged_model" in out
+    assert registry.champion("m")["version"] == "1"
+    assert cli.main(["--name", "m", "rollback"]) == 1  # nothing before version 1
+    assert "no previous champion" in capsys.readouterr().err
+
+    assert cli.main(["--name", "m", "approve", "3"]) == 1  # never passed the gate
+    assert "not pending approval" in capsys.readouterr().err
+    registry.tag("m", "3", "promotion", "pending")
+    registry.tag("m", "3", "gate_champion_version", "1")
+    assert cli.main(["--name", "m", "approve", "3"]) == 0
+    assert registry.champion("m")["version"] == "3" and registry.previous("m")["version"] == "1"
+    assert cli.main(["--name", "m", "status"]) == 0
+    assert "champion" in capsys.readouterr().out
