@@ -286,3 +286,49 @@ def lora_weight_delta_of(model: Any, path: Path) -> float | None:
 
     model.save_pretrained(path)
     return lora_weight_delta(path)
+
+
+@pytest.mark.slow
+def test_case_15_real_adapters_either_side_of_the_noop_tolerances(tmp_path: Path) -> None:
+    """../shared/cases/15 on real training (the embedded tiny model, QLoRA, 8 steps): at a learning rate
+    of 1e-7 the adapter changes the weights by about 6e-7 and the logits by about 3e-5 (measured), under
+    the params.yaml tolerances, and the gate refuses it whatever its losses; at 2e-3 (the demo's rate)
+    both are far above them (about 1e-2 and 0.5)."""
+    import torch
+    from peft import PeftModel
+
+    from assets.params import section
+    from assets.registry.weights import lora_weight_delta
+    from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
+    from tests.test_train import _train
+
+    settings = GateSettings(**{k: v for k, v in section("registry").items() if k != "model_name"})
+    base_dir = tmp_path / "base"
+    prepare_base_model("embedded", base_dir, seed=0)
+    tokenizer = load_tokenizer(base_dir)
+    prompts = tokenizer(["What is 3 plus 3?", "How do I boil an egg?"], return_tensors="pt", padding=True)
+    measured = {}
+    for rate in (1e-7, 2e-3):
+        out = tmp_path / f"adapter-{rate:g}"
+        _train(base_dir, out, learning_rate=rate, epochs=2)
+        model = PeftModel.from_pretrained(
+            load_causal_lm(base_dir, quantization="nf4", dtype="float32", device="cpu"), out
+        )
+        with torch.inference_mode():
+            candidate = model(**prompts).logits
+            with model.disable_adapter():
+                base = model(**prompts).logits
+        measured[rate] = (lora_weight_delta(out), float((candidate - base).abs().max()))
+
+    weights, logits = measured[1e-7]
+    assert weights < settings.noop_max_weight_delta and logits < settings.noop_max_abs_logit_diff
+    losses = noisy(6.88, 30, seed=14)
+    report = make_report(losses, [x - 0.2 for x in losses], logit_diff=logits)  # even a "gain" is refused
+    decision = judge(report, settings, weight_delta=weights)
+    assert not decision.passed and "leaves the model unchanged" in decision.reasons[0]
+
+    weights, logits = measured[2e-3]
+    assert weights > 100 * settings.noop_max_weight_delta and logits > 100 * settings.noop_max_abs_logit_diff
+    assert judge(
+        make_report(losses, [x - 0.2 for x in losses], logit_diff=logits), settings, weight_delta=weights
+    ).passed
