@@ -183,3 +183,19 @@ def test_a_report_that_predates_per_example_results_is_refused(tmp_path: Path, t
         "evaluation_report predates per-example results; re-materialize evaluation_report"
     )
     assert _registry(tmp_path).champion("finetuned-adapter") is None
+
+
+def test_an_unreachable_registry_fails_registration_with_what_to_check(
+    tmp_path: Path, tiny_base: Path, monkeypatch
+) -> None:
+    from tests.test_failures import assert_says, failure_description
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setattr(
+        "tests.test_promotion._registry", lambda root: ModelRegistry(tracking_uri="http://127.0.0.1:9")
+    )
+    _inputs(tmp_path, tiny_base)
+    result = _run(tmp_path)
+    description = failure_description(result, "registered_adapter")
+    assert_says(description, "http://127.0.0.1:9", "nothing was promoted", "MLFLOW_TRACKING_URI")
+    assert not store_at(tmp_path).path("registered_adapter").exists()

@@ -55,6 +55,8 @@ def registered_adapter(
     DVC md5 of the raw, clean and split data and of the base model and adapter, the params hash, the
     git commit and the Dagster run. It becomes the `champion` only if the promotion gate passes; the
     same adapter bytes registered again reuse their version."""
+    from mlflow.exceptions import MlflowException
+
     from assets.registry.gate import GateSettings
     from assets.registry.lineage import (
         LINEAGE_ARTIFACTS,
@@ -134,6 +136,12 @@ def registered_adapter(
             )
         except RegistryConflict as exc:
             raise fail(f"registered_adapter: {exc}") from None
+        except MlflowException as exc:  # unreachable server, no permission, a locked database
+            raise fail(
+                f"registered_adapter: the registry at {registry.tracking_uri} refused the registration "
+                f"({exc.message}); nothing was promoted. Check MLFLOW_TRACKING_URI and that the server or "
+                "database is reachable, then re-materialize registered_adapter."
+            ) from None
     # The gate reads its settings from this record, so a launchpad override of them applies to it too.
     gate = {k: v for k, v in config.model_dump().items() if k != "model_name"}
     record = {
@@ -216,11 +224,10 @@ def gate_result(
 ) -> dg.AssetCheckResult:
     """Judge and act on the version in ``record`` (see assets/registry/promotion.py); the verdict, the
     interval and every guardrail go into the check's metadata."""
-    from assets.registry.gate import GateDecision, GateSettings
+    from assets.registry.gate import GateDecision
     from assets.registry.promotion import GateOutcome, apply_gate
 
     try:
-        GateSettings(**record["gate"])
         outcome = apply_gate(record, evaluation_report, registry)
     except (TypeError, ValueError) as exc:
         outcome = GateOutcome(GateDecision(False, "none", str(exc), [str(exc)]), "rejected", None)
