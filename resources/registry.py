@@ -146,12 +146,19 @@ class ModelRegistry(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def lock(self, timeout: float = 600) -> Iterator[None]:
-        """Serialize registry writers: a file lock beside the SQLite database (or in the project for a
-        tracking server, which serializes the runs of this checkout only)."""
+        """Serialize registry writers: a file lock beside the SQLite database; for a tracking server, one
+        per server URI in the system's temporary folder, which serializes this machine's runs only."""
+        import hashlib
+        import tempfile
+
         from filelock import FileLock, Timeout
 
         db = sqlite_file(self.tracking_uri)
-        path = db.with_name(db.name + ".lock") if db is not None else PROJECT_ROOT / ".mlflow-registry.lock"
+        if db is not None:
+            path = db.with_name(db.name + ".lock")
+        else:
+            digest = hashlib.sha256(self.tracking_uri.encode()).hexdigest()[:16]
+            path = Path(tempfile.gettempdir()) / f"mlflow-registry-{digest}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with FileLock(str(path), timeout=timeout):
