@@ -112,6 +112,24 @@ def test_case_15_a_near_noop_adapter_is_refused() -> None:
     assert not judge(make_report(base, [x - 0.5 for x in base]), SETTINGS, weight_delta=2.4e-6).passed
 
 
+def test_case_15_as_measured_on_the_demo_is_refused_with_the_shipped_settings() -> None:
+    """The case rerun on the demo data (learning rate 1e-7, empty registry, 29 scored rows): perplexity
+    978.101 (base) vs 978.085, max |logit difference| 1.8e-4, max |B·A·scaling| 2.8e-6. The params.yaml
+    gate refuses it on both no-op signals and on the effect size."""
+    from assets.params import section
+
+    shipped = GateSettings(**{k: v for k, v in section("registry").items() if k != "model_name"})
+    gain = math.log(978.101) - math.log(978.085)
+    base = noisy(math.log(978.101), 29, seed=15, spread=1.0)
+    decision = judge(
+        make_report(base, [x - gain for x in base], logit_diff=1.8e-4), shipped, weight_delta=2.8e-6
+    )
+    assert not decision.passed
+    noop = [c for c in decision.checks if c["criterion"].startswith("adapter changes")]
+    assert [c["ok"] for c in noop] == [False, False]
+    assert decision.reasons[0] == "the adapter leaves the model unchanged within tolerance (it did not learn)"
+
+
 def test_the_champion_by_a_hair_on_few_rows_is_not_replaced() -> None:
     """Issue 7: 830.4 vs 831.3 perplexity on 23 test rows replaced a champion."""
     champion = noisy(math.log(831.3), 23, seed=4, spread=0.8)
