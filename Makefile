@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: bench setup demo test test-all lint validate-defs format ui dvc-yaml repro status sample clean-outputs
+.PHONY: bench setup demo test test-all lint validate-defs format ui mlflow-ui dvc-yaml repro status sample clean-outputs
 
 setup: $(STAMP)
 
@@ -62,6 +62,25 @@ format: setup
 ui: setup
 	$(PY) -m pipelines.instance >/dev/null
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+
+# The MLflow UI on http://127.0.0.1:5000: registered versions, the champion/previous aliases, lineage tags,
+# each candidate run's metrics and params, and its artifacts (adapter, lineage/dvc_lock_inputs.json).
+# The pipeline uses mlflow-skinny, which has no UI server; the full `mlflow` package (pyproject.toml's
+# `mlflow-ui` extra) goes into its own venv, .venv-mlflow/ (about 850 MB), because it pins pyarrow<26,
+# which would change the pipeline's Parquet bytes. Its version is the installed mlflow-skinny's, so
+# both read the same database schema. `registry status` first repoints a moved or copied mlflow.db.
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_PORT ?= 5000
+mlflow-ui: setup
+	@version=$$($(PY) -c "import importlib.metadata as m; print(m.version('mlflow-skinny'))"); \
+	installed=$$($(MLFLOW_VENV)/bin/python -c "import importlib.metadata as m; print(m.version('mlflow'))" 2>/dev/null); \
+	if [ "$$installed" != "$$version" ]; then \
+		echo "Installing mlflow==$$version into $(MLFLOW_VENV)/ (once)"; \
+		python3 -m venv $(MLFLOW_VENV) && $(MLFLOW_VENV)/bin/pip install --quiet "mlflow==$$version"; \
+	fi
+	MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(PY) -m pipelines.registry status
+	$(MLFLOW_VENV)/bin/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
+		--default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 # Regenerate dvc.yaml from the stage table (assets/stages.py); tests/test_dvc_sync.py fails on drift.
 dvc-yaml: setup

@@ -1,10 +1,27 @@
-"""The model registry (MLflow): adapter versions, their lineage tags, and the `champion` alias."""
+"""The model registry (MLflow): adapter versions, their lineage tags, and the `champion` alias.
+
+Two promises beyond MLflow's own:
+
+- **Artifacts belong to the project that holds the database.** MLflow stores absolute artifact
+  locations (mlflow/mlflow#3144), so a moved project could not read its adapters and a copied one wrote
+  new versions into the original folder. With a local SQLite store, the artifact root is resolved at run
+  time (``artifact_location``, relative to the database's folder: ``<project>/mlartifacts`` by default)
+  and the database is repointed to it before first use whenever it names another root.
+- **One writer at a time.** Registration (find-or-create by adapter md5) and every alias move happen
+  under a file lock, and a promotion is a compare-and-set: it only moves ``champion`` if the champion is
+  still the version the candidate was judged against. The demoted champion is kept under ``previous``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 import dagster as dg
 
@@ -14,7 +31,21 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 CHAMPION = "champion"
+PREVIOUS = "previous"
 DEFAULT_TRACKING_URI = f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+# Columns of MLflow's SQLite schema that hold artifact locations (absolute paths or file: URIs).
+LOCATION_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("model_versions", "storage_location"),
+    ("logged_models", "artifact_location"),
+)
+_log = logging.getLogger(__name__)
+_repointed: set[tuple[str, str]] = set()
+
+
+class RegistryConflict(RuntimeError):
+    """The registry changed under us (another run promoted first): nothing was moved."""
 
 
 def model_name_problem(name: object) -> str | None:
@@ -36,6 +67,46 @@ def tracking_uri_from_env() -> str | dg.EnvVar:
     return dg.EnvVar(TRACKING_URI_ENV) if os.environ.get(TRACKING_URI_ENV) else DEFAULT_TRACKING_URI
 
 
+def sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, else None."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(tracking_uri[len("sqlite:///") :])).resolve()
+
+
+def repoint_artifacts(db: Path, root: Path) -> str | None:
+    """Rewrite every artifact location in MLflow's SQLite database ``db`` that lies under the root the
+    ``finetune`` experiments were created with onto ``root`` (the same relative paths below it). Returns
+    the old root when something was rewritten, else None. Raises sqlite3.Error (a locked database)."""
+    new = root.resolve().as_uri()
+    with contextlib.closing(sqlite3.connect(str(db), timeout=30)) as conn, conn:
+        tables = {row[0] for row in conn.execute("select name from sqlite_master where type='table'")}
+        if "experiments" not in tables:
+            return None
+        old = None
+        for (location,) in conn.execute("select artifact_location from experiments"):
+            location = (location or "").rstrip("/")
+            if location.startswith("file://") and location.endswith("/" + root.name) and location != new:
+                old = location
+                break
+        if old is None:
+            return None
+        old_path = unquote(urlparse(old).path)
+        for table, column in LOCATION_COLUMNS:
+            if table not in tables:
+                continue
+            columns = {row[1] for row in conn.execute(f"pragma table_info({table})")}
+            if column not in columns:
+                continue
+            for prefix, replacement in ((old, new), (old_path, str(root.resolve()))):
+                conn.execute(
+                    f"update {table} set {column} = ? || substr({column}, ?) "
+                    f"where {column} = ? or substr({column}, 1, ?) = ?",
+                    (replacement, len(prefix) + 1, prefix, len(prefix) + 1, prefix + "/"),
+                )
+    return old
+
+
 class ModelRegistry(dg.ConfigurableResource):
     """An MLflow tracking store plus model registry.
 
@@ -45,28 +116,74 @@ class ModelRegistry(dg.ConfigurableResource):
     """
 
     tracking_uri: str = DEFAULT_TRACKING_URI
-    # Where run artifacts (the adapter files) go for a new experiment with a local (SQLite/file) store;
-    # a tracking server uses its own artifact store.
-    artifact_location: str = str(PROJECT_ROOT / "mlartifacts")
+    # Where run artifacts (the adapter files) go with a local SQLite store: relative to the database's
+    # folder (so to the project for the default mlflow.db), or absolute. A tracking server keeps
+    # artifacts in its own store.
+    artifact_location: str = "mlartifacts"
     experiment: str = "finetune"
+
+    def artifact_root(self) -> Path | None:
+        """The local artifact root, resolved now (None for a tracking server)."""
+        db = sqlite_file(self.tracking_uri)
+        if db is None and "://" in self.tracking_uri and not self.tracking_uri.startswith("file:"):
+            return None
+        path = Path(self.artifact_location).expanduser()
+        if path.is_absolute():
+            return path
+        return (db.parent if db is not None else PROJECT_ROOT) / path
 
     def client(self) -> MlflowClient:
         from mlflow import MlflowClient
 
+        db, root = sqlite_file(self.tracking_uri), self.artifact_root()
+        if db is not None and root is not None and db.exists() and (str(db), str(root)) not in _repointed:
+            try:
+                old = repoint_artifacts(db, root)
+            except sqlite3.Error as exc:
+                raise RuntimeError(
+                    f"The registry database {db} cannot be read or updated ({exc}): if another process "
+                    "holds it, wait for it to finish; otherwise check the file's permissions."
+                ) from exc
+            if old is not None:
+                _log.warning(f"{db} named artifacts under {old} (moved or copied project): now {root}.")
+            _repointed.add((str(db), str(root)))
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 600) -> Iterator[None]:
+        """Serialize registry writers: a file lock beside the SQLite database; for a tracking server, one
+        per server URI in the system's temporary folder, which serializes this machine's runs only."""
+        import hashlib
+        import tempfile
+
+        from filelock import FileLock, Timeout
+
+        db = sqlite_file(self.tracking_uri)
+        if db is not None:
+            path = db.with_name(db.name + ".lock")
+        else:
+            digest = hashlib.sha256(self.tracking_uri.encode()).hexdigest()[:16]
+            path = Path(tempfile.gettempdir()) / f"mlflow-registry-{digest}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(str(path), timeout=timeout):
+                yield
+        except Timeout:
+            raise RegistryConflict(
+                f"the registry lock {path} was held for more than {timeout:.0f} s by another run: "
+                "wait for it, or delete the file if no run is active."
+            ) from None
 
     def _experiment_id(self, client: MlflowClient) -> str:
         found = client.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
-        if not self.tracking_uri.startswith(("sqlite:", "file:")) and "://" in self.tracking_uri:
+        root = self.artifact_root()
+        if root is None:
             # A tracking server chooses where artifacts go (its artifact store), reachable by every
             # machine; a local directory here would be readable only on this one.
             return client.create_experiment(self.experiment)
-        location = self.artifact_location
-        if "://" not in location:
-            location = Path(location).resolve().as_uri()
-        return client.create_experiment(self.experiment, artifact_location=location)
+        return client.create_experiment(self.experiment, artifact_location=root.resolve().as_uri())
 
     def find_version(self, name: str, tag: str, value: str) -> dict[str, Any] | None:
         """The newest version of ``name`` whose tag ``tag`` equals ``value``."""
@@ -74,6 +191,32 @@ class ModelRegistry(dg.ConfigurableResource):
         if not versions:
             return None
         return _version_info(max(versions, key=lambda v: int(v.version)))
+
+    def version(self, name: str, version: str) -> dict[str, Any]:
+        """One version's info; MlflowException when it does not exist."""
+        return _version_info(self.client().get_model_version(name, version))
+
+    def register_once(
+        self,
+        name: str,
+        adapter_dir: Path,
+        *,
+        tags: dict[str, str],
+        metrics: dict[str, float],
+        params: dict[str, Any],
+        extra_artifacts: dict[str, Path] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """The version holding these adapter bytes (``tags['adapter_md5']``), registering it when there is
+        none; the lookup and the registration happen under the lock, so two overlapping runs with the
+        same adapter get one version. Returns (version info, whether it already existed)."""
+        with self.lock():
+            existing = self.find_version(name, "adapter_md5", tags["adapter_md5"])
+            if existing is not None:
+                return existing, True
+            info = self.register(
+                name, adapter_dir, tags=tags, metrics=metrics, params=params, extra_artifacts=extra_artifacts
+            )
+            return info, False
 
     def register(
         self,
@@ -83,8 +226,10 @@ class ModelRegistry(dg.ConfigurableResource):
         tags: dict[str, str],
         metrics: dict[str, float],
         params: dict[str, Any],
+        extra_artifacts: dict[str, Path] | None = None,
     ) -> dict[str, Any]:
-        """Log ``adapter_dir`` as a run's artifacts and register it as a new version of ``name``."""
+        """Log ``adapter_dir`` (and ``extra_artifacts``: artifact folder -> local file) as a run's
+        artifacts and register it as a new version of ``name``."""
         from mlflow.exceptions import MlflowException
 
         client = self.client()
@@ -96,6 +241,8 @@ class ModelRegistry(dg.ConfigurableResource):
             for key, value in sorted(metrics.items()):
                 client.log_metric(run_id, key, float(value))
             client.log_artifacts(run_id, str(adapter_dir), "adapter")
+            for folder, path in sorted((extra_artifacts or {}).items()):
+                client.log_artifact(run_id, str(path), folder)
         except Exception:
             client.set_terminated(run_id, status="FAILED")
             raise
@@ -110,30 +257,97 @@ class ModelRegistry(dg.ConfigurableResource):
         )
         return _version_info(version)
 
-    def champion(self, name: str) -> dict[str, Any] | None:
-        """The version holding the champion alias, or None before the first promotion. Any other
-        registry error (a server that cannot be reached, no permission) propagates: reading it as "no
-        champion" would quietly compare candidates with the base model instead."""
+    def _alias(self, name: str, alias: str) -> dict[str, Any] | None:
         from mlflow.exceptions import MlflowException
 
         try:
-            return _version_info(self.client().get_model_version_by_alias(name, CHAMPION))
+            return _version_info(self.client().get_model_version_by_alias(name, alias))
         except MlflowException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return None  # no such model yet, or no alias yet
             raise
 
-    def promote(self, name: str, version: str) -> None:
-        self.client().set_registered_model_alias(name, CHAMPION, version)
+    def champion(self, name: str) -> dict[str, Any] | None:
+        """The version holding the champion alias, or None before the first promotion. Any other
+        registry error (a server that cannot be reached, no permission) propagates: reading it as "no
+        champion" would quietly compare candidates with the base model instead."""
+        return self._alias(name, CHAMPION)
+
+    def previous(self, name: str) -> dict[str, Any] | None:
+        """The champion before the current one (alias ``previous``), or None."""
+        return self._alias(name, PREVIOUS)
+
+    def promote(self, name: str, version: str, *, expected_champion: str | None) -> str | None:
+        """Make ``version`` the champion if the champion is still ``expected_champion`` (the version the
+        candidate was judged against; None: no champion). The old champion moves to ``previous`` and
+        is tagged ``promotion=demoted``; the new one ``promotion=champion``. Returns the old champion's
+        version. Raises RegistryConflict, moving nothing, when another run promoted in between."""
+        with self.lock():
+            client = self.client()
+            current = self.champion(name)
+            current_version = current["version"] if current else None
+            if current_version == version:
+                return None
+            if current_version != expected_champion:
+                raise RegistryConflict(
+                    f"version {version} was judged against champion {expected_champion or '(none)'}, but "
+                    f"the champion is now version {current_version}: another run promoted in between. "
+                    "Re-materialize evaluation_report and registered_adapter to judge it against the new one."
+                )
+            if current_version is not None:
+                client.set_registered_model_alias(name, PREVIOUS, current_version)
+                client.set_model_version_tag(name, current_version, "promotion", "demoted")
+                client.set_model_version_tag(name, current_version, "demoted_by", version)
+                client.set_model_version_tag(name, version, "previous_champion", current_version)
+            client.set_registered_model_alias(name, CHAMPION, version)
+            client.set_model_version_tag(name, version, "promotion", "champion")
+            return current_version
+
+    def rollback(self, name: str) -> tuple[str, str]:
+        """Move ``champion`` back to the ``previous`` version. The rolled-back version is tagged
+        ``promotion=rolled_back``; ``previous`` becomes the restored champion's own predecessor (or is
+        removed). Returns (rolled-back version, restored version). Raises RegistryConflict when there is
+        no previous champion."""
+        with self.lock():
+            client = self.client()
+            current, previous = self.champion(name), self.previous(name)
+            if current is None or previous is None:
+                raise RegistryConflict(
+                    f"'{name}' has no previous champion to roll back to (aliases: champion="
+                    f"{current and current['version']}, previous={previous and previous['version']})."
+                )
+            client.set_registered_model_alias(name, CHAMPION, previous["version"])
+            client.set_model_version_tag(name, previous["version"], "promotion", "champion")
+            client.set_model_version_tag(name, current["version"], "promotion", "rolled_back")
+            before = previous["tags"].get("previous_champion")
+            if before:
+                client.set_registered_model_alias(name, PREVIOUS, before)
+            else:
+                client.delete_registered_model_alias(name, PREVIOUS)
+            return current["version"], previous["version"]
 
     def tag(self, name: str, version: str, key: str, value: str) -> None:
         self.client().set_model_version_tag(name, version, key, value)
 
     def download_adapter(self, info: dict[str, Any], destination: Path) -> Path:
         """Copy a version's adapter files to ``destination`` and return the adapter directory."""
+        return self.download(info, "adapter", destination)
+
+    def download(self, info: dict[str, Any], artifact: str, destination: Path) -> Path:
+        """Copy one artifact path of a version's run to ``destination``. A missing artifact raises
+        FileNotFoundError naming the version, the run and where the store looked."""
+        from mlflow.exceptions import MlflowException
+
         destination.mkdir(parents=True, exist_ok=True)
-        path = self.client().download_artifacts(info["run_id"], "adapter", str(destination))
-        return Path(path)
+        client = self.client()
+        try:
+            return Path(client.download_artifacts(info["run_id"], artifact, str(destination)))
+        except (MlflowException, OSError) as exc:
+            where = client.get_run(info["run_id"]).info.artifact_uri
+            raise FileNotFoundError(
+                f"registry version {info.get('version')} (run {info['run_id']}): '{artifact}' cannot be read "
+                f"from {where} ({exc}). Were the files of the artifact root deleted or not copied along?"
+            ) from None
 
 
 def _version_info(version: Any) -> dict[str, Any]:

@@ -346,7 +346,7 @@ def _write_registration_inputs(root: Path, tiny_base: Path) -> str:
             None,
             ("evaluation_report", "someone-elses-model", "registry.model_name", "same value"),
         ),
-        ({}, {"primary_metric": "accuracy"}, None, ("registry.primary_metric", "accuracy", "choose one of")),
+        ({}, {"confidence_level": 1.5}, None, ("registry.confidence_level", "[0.5, 1)")),
         (
             {},
             {},

@@ -1,12 +1,14 @@
 """registered_adapter and its promotion gate."""
 
+import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from assets.params import settings_from, settings_hash
+from assets.params import settings_hash
 from assets.publishing import (
     Stopwatch,
     artifact_store,
@@ -20,12 +22,17 @@ from assets.publishing import (
     user_errors,
 )
 from assets.registry.lineage import LINEAGE_ARTIFACTS
+from assets.stages import ARTIFACTS
 from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
-from resources.registry import ModelRegistry, model_name_problem
+from resources.registry import ModelRegistry, RegistryConflict, model_name_problem
 from resources.storage import StorageResource
 
 RegistryConfig = stage_config("registered_adapter")
+# The registry artifact holding the dvc.lock entries of a version's inputs (restore reads it).
+LINEAGE_FILE = "dvc_lock_inputs.json"
+# Lineage tags shown for the champion besides the *_md5 ones.
+LINEAGE_KEYS = ("base_model", "git_commit", "params_hash", "dagster_run_id", "raw_path", "promotion")
 
 
 @dg.asset(
@@ -48,13 +55,18 @@ def registered_adapter(
     DVC md5 of the raw, clean and split data and of the base model and adapter, the params hash, the
     git commit and the Dagster run. It becomes the `champion` only if the promotion gate passes; the
     same adapter bytes registered again reuse their version."""
+    from mlflow.exceptions import MlflowException
+
     from assets.registry.gate import GateSettings
     from assets.registry.lineage import (
         LINEAGE_ARTIFACTS,
+        dvc_lock_snapshot,
         git_commit,
         lineage_tags,
         raw_sources,
     )
+    from assets.registry.promotion import evaluate_gate
+    from assets.registry.weights import lora_weight_delta
     from assets.shared.training_record import read_training_record
 
     stopwatch = Stopwatch()
@@ -82,54 +94,112 @@ def registered_adapter(
     with user_errors("registered_adapter"):
         trained = read_training_record(adapter)
     refuse_stale_adapter("registered_adapter", trained, store)
-    existing = registry.find_version(config.model_name, "adapter_md5", md5s["adapter"])
+    with user_errors("registered_adapter"):
+        weight_delta = lora_weight_delta(adapter)
     candidate_metrics = {
         k: v for k, v in evaluation_report["models"]["candidate"].items() if isinstance(v, (int, float))
     }
-    if existing is not None:
-        info, reused = existing, True
-    else:
-        # What each upstream stage recorded it ran with, not params.yaml as it is now.
-        settings = {
-            stage: recorded_settings(context, key, md5s[key])
-            for stage, key in (
-                ("data", "raw_examples"),
-                ("clean", "clean_examples"),
-                ("augment", "augmented_examples"),
-                ("split", "train_split"),
+    # What each upstream stage recorded it ran with, not params.yaml as it is now.
+    settings = {
+        stage: recorded_settings(context, key, md5s[key])
+        for stage, key in (
+            ("data", "raw_examples"),
+            ("clean", "clean_examples"),
+            ("augment", "augmented_examples"),
+            ("split", "train_split"),
+        )
+    }
+    settings["train"] = trained.settings
+    settings["registry"] = config.model_dump()
+    tags = lineage_tags(
+        md5s,
+        params_hash=settings_hash(settings),
+        git_commit=git_commit(PROJECT_ROOT),
+        run_id=context.run_id,
+        base_model=trained.base_model["source"],
+        raw_path=raw_sources(store.path("raw_examples")),
+    )
+    params = {f"{stage}.{k}": v for stage, values in settings.items() if values for k, v in values.items()}
+    paths = {key: str(ARTIFACTS[key].path) for key in md5s}
+    snapshot = dvc_lock_snapshot(Path(storage.root), md5s, paths)
+    with tempfile.TemporaryDirectory(prefix="lineage-") as tmp:
+        lineage_file = Path(tmp) / LINEAGE_FILE
+        lineage_file.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
+        try:
+            info, reused = registry.register_once(
+                config.model_name,
+                adapter,
+                tags=tags,
+                metrics=candidate_metrics,
+                params=params,
+                extra_artifacts={"lineage": lineage_file},
             )
-        }
-        settings["train"] = trained.settings
-        settings["registry"] = config.model_dump()
-        tags = lineage_tags(
-            md5s,
-            params_hash=settings_hash(settings),
-            git_commit=git_commit(PROJECT_ROOT),
-            run_id=context.run_id,
-            base_model=trained.base_model["source"],
-            raw_path=raw_sources(store.path("raw_examples")),
-        )
-        params = {
-            f"{stage}.{k}": v for stage, values in settings.items() if values for k, v in values.items()
-        }
-        info, reused = (
-            registry.register(
-                config.model_name, adapter, tags=tags, metrics=candidate_metrics, params=params
-            ),
-            False,
-        )
+        except RegistryConflict as exc:
+            raise fail(f"registered_adapter: {exc}") from None
+        except MlflowException as exc:  # unreachable server, no permission, a locked database
+            raise fail(
+                f"registered_adapter: the registry at {registry.tracking_uri} refused the registration "
+                f"({exc.message}); nothing was promoted. Check MLFLOW_TRACKING_URI and that the server or "
+                "database is reachable, then re-materialize registered_adapter."
+            ) from None
     # The gate reads its settings from this record, so a launchpad override of them applies to it too.
     gate = {k: v for k, v in config.model_dump().items() if k != "model_name"}
-    record = {**info, "reused_existing_version": reused, "candidate_metrics": candidate_metrics, "gate": gate}
+    record = {
+        **info,
+        "reused_existing_version": reused,
+        "candidate_metrics": candidate_metrics,
+        "gate": gate,
+        "adapter_weight_delta": weight_delta,
+        "dagster_run_id": context.run_id,
+    }
     store.write_json("registered_adapter", record)
+    # What the gate will decide (the same seeded computation the check runs next) and who is champion
+    # now: the page of this materialization says both, for a version made by this run or reused.
+    champion = registry.champion(config.model_name)
+    decision, _ = evaluate_gate(record, evaluation_report, champion)
+    state = info["tags"].get("promotion")
+    if state is None or not reused:
+        state = "awaiting promotion_gate: " + ("passes" if decision.passed else "fails")
+        if decision.passed and gate.get("require_approval"):
+            state += " (then pending approval: python -m pipelines.registry approve " + info["version"] + ")"
     metadata = {
         "model_name": info["name"],
         "version": info["version"],
+        "promotion": state,
+        "gate_verdict": dg.MetadataValue.md(decision.markdown()),
+        "champion": dg.MetadataValue.md(champion_summary(champion)),
         "reused_existing_version": reused,
         "mlflow_run_id": info["run_id"],
+        "adapter_weight_delta": weight_delta
+        if weight_delta is not None
+        else "not a LoRA safetensors adapter",
         "lineage": dg.MetadataValue.json(info["tags"]),
+        "not_in_dvc_lock": ", ".join(snapshot["not_in_dvc_lock"]) or "none",
+        "record": dg.MetadataValue.json(record),
     }
     yield from record_stage(context, config, storage, dvc, {"registered_adapter": metadata}, stopwatch)
+
+
+def champion_summary(champion: dict[str, Any] | None) -> str:
+    """The current champion and its lineage tags, as markdown."""
+    if champion is None:
+        return "no champion yet"
+    tags = champion["tags"]
+    rows = [f"| {key} | {tags[key]} |" for key in sorted(tags) if key.endswith("_md5") or key in LINEAGE_KEYS]
+    return "\n".join([f"**version {champion['version']}**", "", "| lineage | value |", "|---|---|", *rows])
+
+
+def this_run_record(context: dg.AssetCheckExecutionContext) -> dict[str, Any] | None:
+    """The registered_adapter record materialized by this run (from the event log), or None when the
+    check runs without it: registered_adapter.json may meanwhile hold another run's registration."""
+    run_id = context.run.run_id
+    events = context.instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    for event in reversed(events):
+        materialization = event.asset_materialization
+        if materialization is not None and materialization.asset_key == dg.AssetKey("registered_adapter"):
+            entry = materialization.metadata.get("record")
+            return entry.value if entry is not None else None
+    return None
 
 
 @dg.asset_check(
@@ -141,53 +211,40 @@ def registered_adapter(
     "failure nothing downstream (the merged export) runs.",
 )
 def promotion_gate(
-    registered_adapter: dict[str, Any], evaluation_report: dict[str, Any], registry: ModelRegistry
+    context: dg.AssetCheckExecutionContext,
+    registered_adapter: dict[str, Any],
+    evaluation_report: dict[str, Any],
+    registry: ModelRegistry,
 ) -> dg.AssetCheckResult:
-    from assets.registry.gate import GateDecision, GateSettings, judge
-    from assets.shared.reference import choose_reference
+    return gate_result(this_run_record(context) or registered_adapter, evaluation_report, registry)
+
+
+def gate_result(
+    record: dict[str, Any], evaluation_report: dict[str, Any], registry: ModelRegistry
+) -> dg.AssetCheckResult:
+    """Judge and act on the version in ``record`` (see assets/registry/promotion.py); the verdict, the
+    interval and every guardrail go into the check's metadata."""
+    from assets.registry.gate import GateDecision
+    from assets.registry.promotion import GateOutcome, apply_gate
 
     try:
-        settings = settings_from(GateSettings, registered_adapter["gate"])
-    except ValueError as exc:
-        return dg.AssetCheckResult(passed=False, metadata={"reasons": dg.MetadataValue.md(f"- {exc}")})
-    name, version = registered_adapter["name"], registered_adapter["version"]
-    champion = registry.champion(name)
-    reference = choose_reference(
-        champion,
-        base_model_md5=evaluation_report.get("base_model_md5", ""),
-        adapter_md5=registered_adapter["tags"].get("adapter_md5"),
-    )
-    evaluated_against = (evaluation_report.get("champion") or {}).get("version")
-    if evaluation_report.get("adapter_md5") != registered_adapter["tags"].get("adapter_md5"):
-        decision = GateDecision(
-            False, "none", ["the evaluation report is for another adapter: re-materialize evaluation_report"]
-        )
-    elif reference.kind == "candidate_is_champion":
-        decision = GateDecision(True, "champion", [f"version {version} is already the champion"])
-    elif reference.kind != evaluation_report.get("reference") or (
-        reference.kind == "champion" and evaluated_against != reference.champion_version
-    ):
-        decision = GateDecision(
-            False,
-            reference.kind,
-            [
-                f"the report was made against another reference than the current one ({reference.note}): "
-                "re-materialize evaluation_report"
-            ],
-        )
-    else:
-        decision = judge(evaluation_report, settings)
-        registry.tag(name, version, "promotion", "champion" if decision.passed else "rejected")
-        registry.tag(name, version, "promotion_reason", "; ".join(decision.reasons)[:5000])
-        if decision.passed:
-            registry.promote(name, version)
+        outcome = apply_gate(record, evaluation_report, registry)
+    except (TypeError, ValueError) as exc:
+        outcome = GateOutcome(GateDecision(False, "none", str(exc), [str(exc)]), "rejected", None)
+    except RegistryConflict as exc:
+        outcome = GateOutcome(GateDecision(False, "champion", str(exc), [str(exc)]), "not promoted", None)
+    champion = registry.champion(record["name"])
+    decision = outcome.decision
     return dg.AssetCheckResult(
-        passed=decision.passed,
+        passed=decision.passed and outcome.state != "not promoted",
         metadata={
-            "version": version,
+            "version": record["version"],
+            "verdict": decision.verdict,
+            "promotion": outcome.state,
             "compared_with": decision.reference,
-            "champion_version": (registry.champion(name) or {}).get("version", "none"),
+            "interval": decision.interval.text() if decision.interval else "none",
+            "champion_version": (champion or {}).get("version", "none"),
+            "gate": dg.MetadataValue.md(decision.markdown()),
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
-            "comparisons": dg.MetadataValue.json(decision.comparisons),
         },
     )

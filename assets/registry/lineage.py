@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
+
+from assets.shared.errors import InputError
 
 # Artifacts whose DVC md5 is stamped on every registered version: the data it was trained and
 # evaluated on, the raw file behind it, the base model and the adapter bytes themselves.
@@ -58,3 +61,64 @@ def lineage_tags(
         raw_path=raw_path,
     )
     return tags
+
+
+# dvc.lock stages whose entries describe a version's inputs: raw, clean, augmented and split data, the
+# base model and the adapter (the stage names of dvc.yaml).
+LINEAGE_STAGES = ("raw_examples", "clean", "augmented_examples", "split", "base_model", "adapter")
+
+
+def dvc_lock_snapshot(root: Path, md5s: dict[str, str], paths: dict[str, str]) -> dict[str, Any]:
+    """The dvc.lock entries of a version's input stages, as they are now, plus a list of the outputs
+    whose recorded md5 differs from the bytes the version was made from (``md5s``: artifact key -> md5;
+    ``paths``: artifact key -> path in the project). An output that differs was not recorded in DVC
+    (a launchpad override, or no DVC): its bytes are then only in the registry's tags, not in the cache."""
+    import yaml
+
+    lock_path = root / "dvc.lock"
+    stages = yaml.safe_load(lock_path.read_text())["stages"] if lock_path.exists() else {}
+    entries = {name: stages[name] for name in LINEAGE_STAGES if name in stages}
+    recorded = {out["path"]: out.get("md5") for entry in entries.values() for out in entry.get("outs", [])}
+    unrecorded = sorted(key for key, md5 in md5s.items() if recorded.get(paths[key]) != md5)
+    return {
+        "dvc_lock": entries,
+        "outputs": {key: {"path": paths[key], "md5": md5s[key]} for key in md5s},
+        "not_in_dvc_lock": unrecorded,
+    }
+
+
+def restore_files(root: Path, wanted: dict[str, str], to_dir: Path) -> dict[str, Path]:
+    """Copy files by their DVC md5 from the project's DVC cache, or from its default remote when the
+    cache lacks them, to ``to_dir`` (``wanted``: relative path -> md5), checking each copy's md5. Git and
+    the workspace are not touched. Returns relative path -> restored file. Raises InputError naming the
+    file and md5 that neither the cache nor the remote holds."""
+    import shutil
+
+    from dvc.repo import Repo
+
+    from resources.artifacts import dvc_md5
+
+    restored: dict[str, Path] = {}
+    with Repo(str(root)) as repo:
+        for relative, md5 in sorted(wanted.items()):
+            target = to_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            cached = Path(repo.cache.local.oid_to_path(md5))
+            if cached.exists():
+                shutil.copyfile(cached, target)
+            else:
+                try:
+                    remote = repo.cloud.get_remote_odb()
+                    remote.fs.get_file(remote.oid_to_path(md5), str(target))
+                except Exception as exc:  # no remote configured, or it lacks the object
+                    raise InputError(
+                        f"{relative} (md5 {md5}) is neither in the DVC cache ({cached}) nor in the default "
+                        f"remote ({exc}): `dvc push` from the machine that made it, then `dvc pull`."
+                    ) from None
+            if dvc_md5(target) != md5:
+                target.unlink()
+                raise InputError(
+                    f"{relative}: the copy from DVC does not have md5 {md5}; the cache is corrupt."
+                )
+            restored[relative] = target
+    return restored
