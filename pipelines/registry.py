@@ -26,9 +26,13 @@ SPLITS = ("train_split", "validation_split", "test_split")
 
 
 def _registry():
+    import dagster as dg
+
     from resources.registry import ModelRegistry, tracking_uri_from_env
 
-    return ModelRegistry(tracking_uri=tracking_uri_from_env())
+    # Outside a Dagster run the variable is read here; its credentials were already moved out of it.
+    uri = tracking_uri_from_env()
+    return ModelRegistry(tracking_uri=uri.get_value() if isinstance(uri, dg.EnvVar) else uri)
 
 
 def _export(run: bool) -> int:
