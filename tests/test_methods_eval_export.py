@@ -264,3 +264,61 @@ def test_a_qlora_candidate_and_a_soft_prompt_champion_each_get_their_own_base(
     assert [e["loss"]["champion"] for e in report["examples"]] == pytest.approx(
         [e["loss"]["candidate"] for e in alone["examples"]], rel=1e-6
     )
+
+
+@pytest.mark.slow
+def test_the_assets_evaluate_a_soft_prompt_against_an_ia3_champion_and_refuse_to_export_it(
+    base_dir: Path, trained: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """Through Dagster: evaluation_report loads each model by its own record; merged_model fails with a
+    message naming the method and how to serve it, and keeps the previous export."""
+    import shutil
+
+    from resources.registry import ModelRegistry
+    from tests.test_failures import (
+        assert_says,
+        example_rows,
+        failure_description,
+        materialize,
+        store_at,
+        write_base,
+        write_examples,
+    )
+
+    store = store_at(tmp_path)
+    write_base(tmp_path, base_dir)
+    write_examples(tmp_path, "test_split", example_rows(3))
+    shutil.copytree(trained("prompt"), store.path("adapter"))
+    registry = ModelRegistry(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=str(tmp_path / "mlartifacts")
+    )
+    tags = {"base_model_md5": store.md5("base_model"), "base_model": "embedded"}
+    name = "finetuned-adapter"
+    ia3 = registry.register(name, trained("ia3"), tags={**tags, "adapter_md5": "ia3"}, metrics={}, params={})
+    registry.promote(name, ia3["version"])
+
+    result = materialize(tmp_path, ["evaluation_report"], {"max_examples": 2, "max_new_tokens": 4})
+    assert result.success
+    report = store.read_json("evaluation_report")
+    assert report["methods"] == {"candidate": "prompt", "champion": "ia3"}
+    assert report["reference"] == "champion" and report["champion"]["version"] == ia3["version"]
+    assert {m["n_scored"] for m in report["models"].values()} == {3}
+    assert report["candidate_vs_base"]["max_abs_logit_diff"] > 1e-3
+
+    soft = registry.register(
+        name, store.path("adapter"), tags={**tags, "adapter_md5": store.md5("adapter")}, metrics={}, params={}
+    )
+    registry.promote(name, soft["version"])
+    previous = store.path("merged_model")
+    previous.mkdir(parents=True)
+    (previous / "champion.json").write_text('{"version": "1"}\n')
+    store.write_json("registered_adapter", {"name": name, "version": soft["version"]})
+    result = materialize(tmp_path, ["merged_model"])
+    assert_says(
+        failure_description(result, "merged_model"),
+        f"registry version {soft['version']}",
+        "train.method 'prompt'",
+        "PeftModel.from_pretrained",
+        "previous export was kept",
+    )
+    assert [p.name for p in previous.iterdir()] == ["champion.json"]
