@@ -125,7 +125,8 @@ def evaluate_models(
     precision). The base is loaded as the candidate was trained and scored first, before any layer is
     injected; adapters are then attached to it in turn (peft ``load_adapter`` when they are of the same
     kind and quantization), so a real multi-GB base is usually loaded once. A champion of another
-    method or quantization gets a base of its own; a ``full`` model is loaded from its directory. The
+    method or quantization gets a base of its own; a ``full`` model is loaded from its directory (a
+    ``full`` candidate is held beside the untouched base for the logit comparison). The
     token budget leaves room for the largest soft prompt among them. ``aliases`` maps a name to a
     scored one whose results it shares (``{"champion": "candidate"}`` when the candidate is the
     champion). Returns ``models`` (name -> metrics), ``examples`` (one dict per row), ``unscored``
