@@ -322,3 +322,18 @@ def test_the_assets_evaluate_a_soft_prompt_against_an_ia3_champion_and_refuse_to
         "previous export was kept",
     )
     assert [p.name for p in previous.iterdir()] == ["champion.json"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("candidate", "champion"), [("dora", "lora"), ("adalora", "adalora")])
+def test_adapters_of_one_kind_share_the_base_and_score_as_alone(
+    candidate: str, champion: str, base_dir: Path, trained: Callable[[str], Path]
+) -> None:
+    """peft ``load_adapter`` puts the champion beside the candidate on one base; each scores as it
+    does alone (for adalora: the same directory twice, since AdaLoRA allows one trainable adapter)."""
+    report = _evaluate(base_dir, {"candidate": trained(candidate), "champion": trained(champion)})
+    alone = _evaluate(base_dir, {"candidate": trained(champion)})
+    assert [e["loss"]["champion"] for e in report["examples"]] == pytest.approx(
+        [e["loss"]["candidate"] for e in alone["examples"]], rel=1e-6
+    )
+    _check_scored_as_the_model_computes(base_dir, trained(candidate), report, "candidate")
