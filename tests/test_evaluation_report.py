@@ -14,6 +14,7 @@ from assets.evaluate.compare import evaluate_models
 from assets.evaluate.scoring import EvalSettings
 from assets.evaluate.summary import answers_table, rows_table
 from assets.shared.chat import tokenize_rows
+from assets.shared.training_record import TrainingRecord
 from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
 
 SHORT_ROWS = [
@@ -84,6 +85,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         model = load_causal_lm(base, quantization=None, dtype="float32", device="cpu")
         lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=init)
         get_peft_model(model, lora).save_pretrained(root / name)
+        TrainingRecord(
+            settings={"quantization": None, "max_seq_length": 64},
+            base_model={"source": "embedded"},
+            method="lora",
+        ).write(root / name)
         paths[name] = root / name
     return paths
 
@@ -92,10 +98,13 @@ def _evaluate(models: dict[str, Path], adapters: dict[str, str], rows: list, **k
     settings = kwargs.pop(
         "settings", EvalSettings(max_new_tokens=4, max_examples=2, batch_size=4, max_seq_length=64)
     )
-    base = load_causal_lm(models["base"], quantization=None, dtype="float32", device="cpu")
     tokenizer = load_tokenizer(models["base"])
     chosen = {name: models[which] for name, which in adapters.items()}
-    return evaluate_models(base, tokenizer, chosen, rows, settings, **kwargs)
+
+    def load_base(quantization: str | None) -> Any:
+        return load_causal_lm(models["base"], quantization=quantization, dtype="float32", device="cpu")
+
+    return evaluate_models(load_base, tokenizer, chosen, rows, settings, **kwargs)
 
 
 def test_every_model_is_scored_on_the_same_rows_and_each_row_is_reported(models: dict[str, Path]) -> None:

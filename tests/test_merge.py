@@ -12,6 +12,8 @@ from assets.export.merge import (
     VERIFICATION_FILE,
     ExportSettings,
     MergeVerificationError,
+    NotMergeableError,
+    export_kind,
     merge_and_verify,
 )
 from assets.shared.errors import InputError
@@ -236,5 +238,36 @@ def test_bad_inputs_are_explained(base_and_adapter: tuple[Path, Path], tmp_path:
     with pytest.raises(TrainingRecordError, match=TRAINING_CONFIG_FILE):
         merge_and_verify(
             base, tmp_path, tmp_path / "m", dtype="float32", tolerances=DEFAULTS, verify_prompts=PROMPTS
+        )
+    assert not (tmp_path / "m").exists()
+
+
+def test_each_method_is_merged_copied_or_refused_by_its_record() -> None:
+    """The record's method decides: mergeable ones merge, full is copied, a soft prompt is refused with
+    the method named and how to serve it instead."""
+    assert [export_kind(m, True) for m in ("qlora", "lora", "dora", "adalora", "ia3")] == ["merge"] * 5
+    assert export_kind("full", False) == "copy"
+    for method in ("prefix", "prompt", "p_tuning"):
+        with pytest.raises(
+            NotMergeableError, match=rf"train\.method '{method}'.*Serve it as base \+ adapter"
+        ):
+            export_kind(method, False)
+
+
+def test_a_full_record_without_a_model_is_explained(
+    base_and_adapter: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base, _ = base_and_adapter
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    TrainingRecord(
+        settings={"quantization": None, "max_seq_length": 64},
+        base_model={"source": "embedded"},
+        method="full",
+        mergeable=False,
+    ).write(trained)
+    with pytest.raises(InputError, match=r"'full' but holds no config\.json"):
+        merge_and_verify(
+            base, trained, tmp_path / "m", dtype="float32", tolerances=DEFAULTS, verify_prompts=PROMPTS
         )
     assert not (tmp_path / "m").exists()

@@ -45,7 +45,9 @@ def evaluation_report(
 ) -> Iterator[dg.MaterializeResult]:
     """Perplexity (answer tokens), ROUGE-L, BLEU and exact match of generated answers, per category
     where the data has categories, for the base model, the candidate adapter and the current champion
-    (when there is one, trained on the same base), all on the same test_split rows. Prompts are cut from
+    (when there is one, trained on the same base), all on the same test_split rows. Each is loaded as
+    its training record says: any peft method on the base quantized as in training, or the whole model
+    for `full`; candidate and champion may be of different methods. Prompts are cut from
     the left to fit the adapter's train.max_seq_length; a row whose answer alone does not fit is counted
     as not scored, with its reason. Per-row losses and answers are in the report's `examples`. The
     promotion gate reads this report."""
@@ -75,16 +77,22 @@ def evaluation_report(
     base_md5, adapter_md5 = store.md5("base_model"), store.md5("adapter")
     champion = registry.champion(config.model_name)
     reference = choose_reference(champion, base_model_md5=base_md5, adapter_md5=adapter_md5)
-    adapters: dict[str, Path] = {"candidate": adapter}
+    trained_models: dict[str, Path] = {"candidate": adapter}
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp, user_errors("evaluation_report"):
         if reference.kind == "champion":
-            adapters["champion"] = registry.download_adapter(champion, Path(tmp))
-        model = models.causal_lm(base_model, quantization=trained.quantization)
+            trained_models["champion"] = registry.download_adapter(champion, Path(tmp))
         tokenizer = models.tokenizer(base_model)
         # An unchanged re-run: the champion's results are the candidate's, no need to score twice.
         aliases = {"champion": "candidate"} if reference.kind == "candidate_is_champion" else None
+        # Each model is loaded as its own training record says (method, quantization): the base as
+        # the candidate was trained, a champion of another method on a base of its own.
         measured = evaluate_models(
-            model, tokenizer, adapters, test_split.to_list(), settings, aliases=aliases
+            lambda quantization: models.causal_lm(base_model, quantization=quantization),
+            tokenizer,
+            trained_models,
+            test_split.to_list(),
+            settings,
+            aliases=aliases,
         )
     results = measured["models"]
     for name, metrics in results.items():
@@ -113,6 +121,7 @@ def evaluation_report(
         "models": results,
         "unscored": measured["unscored"],
         "candidate_vs_base": measured["candidate_vs_base"],
+        "methods": measured["methods"],
         "examples": measured["examples"],
     }
     store.write_json("evaluation_report", report)
@@ -123,6 +132,7 @@ def evaluation_report(
         ),
         "answers": dg.MetadataValue.md(answers_table(measured["examples"])),
         "champion": reference.note,
+        "candidate_method": measured["methods"]["candidate"],
         "n_scored": results["candidate"]["n_scored"],
         "n_unscored": results["candidate"]["n_unscored"],
         "candidate_perplexity": results["candidate"]["perplexity"],

@@ -59,13 +59,25 @@ def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def text_logits(model: Any, inputs: dict[str, Any]) -> Any:
+    """The logits of ``model`` at the positions of ``inputs["input_ids"]``: (batch, tokens, vocab).
+
+    peft's prompt tuning and P-tuning prepend their virtual tokens as embeddings, so their logits have
+    ``num_virtual_tokens`` more positions, at the front (peft ``PeftModelForCausalLM.forward``); prefix
+    tuning passes them as past keys/values and adds none. Keeping the last ``tokens`` positions aligns
+    every method's logits with the text.
+    """
+    logits = model(**inputs).logits
+    return logits[:, -inputs["input_ids"].shape[1] :]
+
+
 def answer_losses(
     model: PreTrainedModel, examples: Sequence[EvalExample], *, pad_token_id: int, batch_size: int
 ) -> list[tuple[float, int]]:
     """Summed negative log-likelihood (nats) and token count of each example's answer tokens, in order.
 
-    Only scored examples may be passed. Right padding: positions then count from each row's first token,
-    as in training.
+    Only scored examples may be passed. Right padding: positions then count from each row's first token
+    (after a soft prompt's virtual tokens), as in training.
     """
     import torch
 
@@ -81,7 +93,8 @@ def answer_losses(
                 ]
                 batch = pad_batch(features, pad_token_id=pad_token_id)
                 batch = {key: value.to(model.device) for key, value in batch.items()}
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+                logits = text_logits(model, inputs)
                 # Position t predicts token t + 1.
                 targets = batch["labels"][:, 1:]
                 nll = torch.nn.functional.cross_entropy(
@@ -114,7 +127,10 @@ def generate_answers(
     batch_size: int,
 ) -> list[str]:
     """Greedy answers (at most ``max_new_tokens`` tokens, stripped text) to each prompt, given as token
-    ids ending with the template's generation prompt (``EvalExample.prompt_ids``)."""
+    ids ending with the template's generation prompt (``EvalExample.prompt_ids``).
+
+    ``generate`` returns the prompt's ids followed by the new ones for every method: peft adds a soft
+    prompt's virtual tokens inside each forward, never to the returned sequence."""
     import torch
 
     features = [{"input_ids": list(ids), "attention_mask": [1] * len(ids)} for ids in prompts]

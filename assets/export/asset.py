@@ -45,11 +45,19 @@ def merged_model(
 ) -> Iterator[dg.MaterializeResult]:
     """The current champion from the registry merged into its de-quantized base and saved as a plain
     transformers model in `export.dtype` (safetensors, tokenizer with its chat template, generation
-    config, no quantization config): load it with `AutoModelForCausalLM.from_pretrained`. Before it
+    config, no quantization config): load it with `AutoModelForCausalLM.from_pretrained`. A champion
+    trained with `train.method: full` is already a whole model and is saved as it is; a soft prompt
+    (prefix, prompt, p_tuning) cannot be merged and fails with how to serve it with peft. Before it
     replaces the previous export, its logits on test prompts must match the adapter applied to the base
-    within the dtype's tolerance (`export.logit_tolerance_<dtype>`). `README.md` is its model card
-    (metrics, gate verdict, lineage); `champion.json` says which registry version it is."""
-    from assets.export.merge import ExportSettings, MergeVerificationError, merge_and_verify
+    (or the fully fine-tuned model) within the dtype's tolerance (`export.logit_tolerance_<dtype>`).
+    `README.md` is its model card (metrics, gate verdict, lineage); `champion.json` says which registry
+    version it is."""
+    from assets.export.merge import (
+        ExportSettings,
+        MergeVerificationError,
+        NotMergeableError,
+        merge_and_verify,
+    )
     from assets.export.model_card import model_card, report_for
     from assets.shared.reference import choose_reference
 
@@ -108,10 +116,14 @@ def merged_model(
                     "README.md": card,
                 },
             )
-        except MergeVerificationError as exc:
-            raise fail(f"merged_model: {exc} The previous export was kept.") from None
+        except (MergeVerificationError, NotMergeableError) as exc:
+            raise fail(
+                f"merged_model: registry version {champion['version']}: {exc} The previous export was "
+                "kept (its champion.json says which version it holds)."
+            ) from None
     context.log.info(
-        f"merged_model: the {settings.dtype} export differs from adapter-on-base by "
+        f"merged_model: {result['method']} champion {result['export']}; the {settings.dtype} export "
+        "differs from the trained model by "
         f"{result['max_abs_logit_diff']:.3g} (allowed {result['allowed_max_abs_logit_diff']:.3g}); "
         "model card written"
     )

@@ -1,9 +1,16 @@
-"""Merge a LoRA adapter into its base model and prove the merged model computes what the adapter did.
+"""Merge an adapter into its base model and prove the merged model computes what the adapter did.
 
-Merging into 4-bit weights would re-quantize the sum and lose the adapter's small updates, so the adapter
-is merged into the de-quantized base: the exact float weights the 4-bit layers computed with during
-training. The merged model must reproduce the logits of adapter-on-(4-bit)-base on a few prompts, both in
-memory and after saving and reloading, before it replaces ``out_dir``.
+What export does depends on the method the champion was trained with (its training record):
+- mergeable methods (qlora, lora, dora, adalora, ia3): peft ``merge_and_unload`` into the base loaded as
+  in training. Merging into 4-bit weights would re-quantize the sum and lose the adapter's small updates,
+  so a quantized base is de-quantized first: the exact float weights the 4-bit layers computed with
+  during training; a full-precision base (quantization null) is merged into as it is.
+- ``full``: the directory already is the whole model; it is saved in the export dtype, nothing merged.
+- soft prompts (prefix, prompt, p_tuning): nothing in the base's weights changes, so no plain model
+  computes what they do; export refuses them (:class:`NotMergeableError`).
+The exported model must reproduce the logits of the trained model (adapter-on-base, or the fully
+fine-tuned model) on a few prompts, both in memory and after saving and reloading, before it replaces
+``out_dir``.
 """
 
 from __future__ import annotations
@@ -70,6 +77,33 @@ def allowed_difference(tolerance: float, logit_scale: float) -> float:
     """The largest |logit difference| allowed: ``tolerance`` times the logit scale, at least 1 (rounding
     errors are relative to the size of what is computed; below 1 the tolerance is absolute)."""
     return tolerance * max(1.0, logit_scale)
+
+
+class NotMergeableError(InputError):
+    """The champion was trained with a method whose result cannot be folded into the base's weights."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(
+            f"The champion was trained with train.method {method!r}, a soft prompt (virtual tokens) "
+            "that peft adds to every input at run time: it changes none of the base's weights, so there "
+            "is no merged model to export, and a plain copy of the base would silently answer without "
+            "it. Serve it as base + adapter with peft: PeftModel.from_pretrained("
+            "AutoModelForCausalLM.from_pretrained(<base model>), <adapter directory>), the adapter "
+            "directory being the registry version's 'adapter' artifact (or models/adapter). For a "
+            "standalone exported model, train with a mergeable method (train.method qlora, lora, dora, "
+            "adalora or ia3) or with full."
+        )
+        self.method = method
+
+
+def export_kind(method: str, mergeable: bool) -> str:
+    """``"merge"`` (peft ``merge_and_unload``) or ``"copy"`` (``full``: already the whole model) for a
+    training record's ``method`` and ``mergeable``; raises NotMergeableError for a soft prompt."""
+    if method == "full":
+        return "copy"
+    if not mergeable:
+        raise NotMergeableError(method)
+    return "merge"
 
 
 class MergeVerificationError(RuntimeError):
@@ -173,10 +207,21 @@ def _merged_and_reference(
     quantization: str | None,
     dtype: str,
     device: str,
+    kind: str = "merge",
 ) -> tuple[PreTrainedModel, torch.Tensor, torch.Tensor]:
     """The merged model in ``dtype``, its logits on ``batch`` and those of adapter-on-base (the base
-    loaded as in training, computing in ``dtype``)."""
+    loaded as in training, computing in ``dtype``). For ``kind == "copy"`` (full fine-tuning) the
+    exported model is the trained one in ``dtype``, and its logits are also the reference: the check
+    that matters is the reloaded one."""
     from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    if kind == "copy":
+        model = AutoModelForCausalLM.from_pretrained(
+            adapter_dir, dtype=torch_dtype(dtype), device_map={"": device}, local_files_only=True
+        )
+        logits = _logits(model, batch)
+        return model, logits, logits
 
     reference_model = PeftModel.from_pretrained(
         load_causal_lm(base_dir, quantization=quantization, dtype=dtype, device=device), adapter_dir
@@ -205,7 +250,9 @@ def merge_and_verify(
     extra_files: Mapping[str, str | Callable[[dict[str, Any]], str]] | None = None,
 ) -> dict[str, Any]:
     """Merge ``adapter_dir`` into the de-quantized base of ``base_dir`` and save it to ``out_dir`` in
-    ``dtype``, with the training tokenizer (and its chat template) and a generation config.
+    ``dtype``, with the training tokenizer (and its chat template) and a generation config. A ``full``
+    training output (the whole model) is saved in ``dtype`` as it is, verified the same way; a soft
+    prompt raises NotMergeableError (an InputError) before anything is loaded.
 
     ``tolerances`` maps each dtype to its logit tolerance (see :func:`allowed_difference`). Raises
     MergeVerificationError when the merged model, in memory or reloaded from disk, differs from
@@ -213,7 +260,8 @@ def merge_and_verify(
     merge is then measured in float32, so the error can say whether the dtype is the cause.
     ``extra_files`` (name -> text, or a function of the returned report giving the text, as for the
     model card) are written beside the model, in the same atomic replacement. Returns
-    the measured differences, the allowed one, the top-1 token agreement and the parameter count.
+    the measured differences, the allowed one, the top-1 token agreement, the parameter count, the
+    training ``method`` and ``export`` (``merged`` or ``copied``).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
@@ -232,8 +280,15 @@ def merge_and_verify(
             raise InputError(
                 f"export.logit_tolerance_{name} must be a number >= 0; got {value!r}. Fix it in params.yaml."
             )
+    record = read_training_record(adapter_dir)
+    kind = export_kind(record.method, record.mergeable)
+    if kind == "copy" and not (Path(adapter_dir) / "config.json").is_file():
+        raise InputError(
+            f"{adapter_dir} was trained with train.method 'full' but holds no config.json: it is not a "
+            "complete model. Re-train (materialize adapter), register and promote it again."
+        )
     # Load the base exactly as it was during training.
-    quantization = read_training_record(adapter_dir).quantization
+    quantization = record.quantization
     # The adapter directory holds the tokenizer exactly as used in training.
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir, local_files_only=True)
     if tokenizer.pad_token is None:
@@ -244,6 +299,7 @@ def merge_and_verify(
         "adapter_dir": adapter_dir,
         "quantization": quantization,
         "device": device,
+        "kind": kind,
     }
 
     merged, merged_logits, reference = _merged_and_reference(batch=batch, dtype=dtype, **options)
@@ -297,6 +353,8 @@ def merge_and_verify(
             "machine_epsilon": MACHINE_EPSILON[dtype],
             "trained_quantization": quantization,
             "verify_prompts": len(verify_prompts),
+            "method": record.method,
+            "export": "merged" if kind == "merge" else "copied",
         }
         (staging / VERIFICATION_FILE).write_text(
             json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8"

@@ -47,14 +47,24 @@ def model_card(
     base = str(tags.get("base_model", ""))
     if _HUB_ID.match(base):
         front += [f"base_model: {base}", "base_model_relation: merge"]
-    front += ["tags:", "  - lora", "  - qlora", "  - merged", "---", ""]
+    method = str(verification.get("method", "qlora"))
+    copied = verification.get("export") == "copied"
+    front += ["tags:", f"  - {method.replace('_', '-')}", "  - fine-tuned" if copied else "  - merged"]
+    front += ["---", ""]
+    what = (
+        f"A fully fine-tuned model (train.method `full`; registry model `{name}`, version {version}, "
+        f"MLflow run `{champion.get('run_id')}`) of base model `{base or '?'}`, saved as a plain "
+        "transformers model"
+        if copied
+        else f"A {method} adapter (registry model `{name}`, version {version}, MLflow run "
+        f"`{champion.get('run_id')}`) merged into its base model `{base or '?'}` and saved as a plain "
+        "transformers model"
+    )
     lines = [
         *front,
         f"# {name}, version {version}",
         "",
-        f"A LoRA adapter (registry model `{name}`, version {version}, MLflow run `{champion.get('run_id')}`) "
-        f"merged into its base model `{base or '?'}` and saved as a plain transformers model in "
-        f"{verification.get('dtype', '?')}.",
+        f"{what} in {verification.get('dtype', '?')}.",
         "",
         "```python",
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
@@ -152,12 +162,19 @@ def _lineage(tags: Mapping[str, Any], champion: Mapping[str, Any]) -> list[str]:
 
 def _verification(verification: Mapping[str, Any]) -> list[str]:
     v = {key: _number(value) for key, value in verification.items()}
+    if verification.get("export") == "copied":
+        how, reference = "The trained model, nothing merged, saved", "the trained model"
+    else:
+        how = (
+            "Merged into the base as trained (quantization "
+            f"`{v.get('trained_quantization') or 'none'}`, de-quantized first when set) and saved"
+        )
+        reference = "adapter-on-base"
     return [
         "## Export check",
         "",
-        f"Merged into the de-quantized base (trained on `{v.get('trained_quantization')}`) and saved in "
-        f"{v.get('dtype')}. On {v.get('verify_prompts')} test prompts its logits differ from "
-        f"adapter-on-base by at most {v.get('max_abs_logit_diff')} in memory and "
+        f"{how} in {v.get('dtype')}. On {v.get('verify_prompts')} test prompts its logits differ from "
+        f"{reference} by at most {v.get('max_abs_logit_diff')} in memory and "
         f"{v.get('reloaded_max_abs_logit_diff')} reloaded from disk (allowed "
         f"{v.get('allowed_max_abs_logit_diff')}); top-1 token agreement {v.get('top1_agreement')}. "
         "Details: `merge_verification.json`.",
