@@ -9,6 +9,20 @@ from typing import Any
 import dagster as dg
 import pytest
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    # absl (imported by rouge_score in the evaluation tests) logs through a handler bound to the
+    # sys.stderr of the moment, which under pytest is its capture file; when a later library reconfigures
+    # logging (mlflow uses logging.config.dictConfig) every handler is closed, and absl closes a stream
+    # that is no longer sys.stderr: pytest's capture file, breaking every later test ("I/O operation on
+    # closed file"). Binding absl's handler to the real stderr, which it never closes, avoids that.
+    import sys
+
+    from absl import logging as absl_logging
+
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 OASST2 = PROJECT_ROOT.parent / "shared" / "data" / "oasst2" / "oasst2_filtered.jsonl"
 
