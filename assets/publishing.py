@@ -260,3 +260,12 @@ def stage_value(config: dg.Config, name: str, annotation: Any) -> Any:
         return checked_value(name, getattr(config, name), annotation)
     except ValueError as exc:
         raise fail(f"Invalid setting (params.yaml or launchpad config): {exc}") from None
+
+
+def champion_files_gone(stage: str, model_name: str, exc: FileNotFoundError) -> dg.Failure:
+    """The Failure for a champion whose registry files cannot be read: what is gone, and the repair."""
+    return fail(
+        f"{stage}: the champion of '{model_name}' cannot be loaded: {exc} Nothing was changed. Move the "
+        f"champion alias back to the previous version with `python -m pipelines.registry --name "
+        f"{model_name} rollback`, or restore the registry's artifact files, then materialize again."
+    )

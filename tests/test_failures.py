@@ -402,3 +402,31 @@ def test_merged_model(
     description = failure_description(result, "merged_model")
     assert_says(description, *words)
     assert not store_at(tmp_path).path("merged_model").exists()
+
+
+def test_merged_model_with_a_champion_whose_registry_files_were_deleted(
+    tmp_path: Path, tiny_base: Path
+) -> None:
+    """A champion whose artifacts are gone: a Failure naming the version and the repair command, and
+    the previous export left as it was."""
+    from resources.registry import ModelRegistry
+
+    write_base(tmp_path, tiny_base)
+    write_examples(tmp_path, "test_split", example_rows(2))
+    registry = ModelRegistry(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=str(tmp_path / "mlartifacts")
+    )
+    adapter = write_adapter(tmp_path)
+    tags = {"adapter_md5": "x", "base_model_md5": store_at(tmp_path).md5("base_model")}
+    info, _ = registry.register_once("finetuned-adapter", adapter, tags=tags, metrics={}, params={})
+    registry.promote("finetuned-adapter", info["version"], expected_champion=None)
+    shutil.rmtree(tmp_path / "mlartifacts")
+    store_at(tmp_path).write_json(
+        "registered_adapter", {"name": "finetuned-adapter", "version": info["version"]}
+    )
+    result = materialize(tmp_path, ["merged_model"], {})
+    description = failure_description(result, "merged_model")
+    assert_says(
+        description, "champion of 'finetuned-adapter' cannot be loaded", "registry version 1", "rollback"
+    )
+    assert not store_at(tmp_path).path("merged_model").exists()

@@ -9,6 +9,7 @@ import dagster as dg
 from assets.publishing import (
     Stopwatch,
     artifact_store,
+    champion_files_gone,
     fail,
     record_stage,
     refuse_stale_adapter,
@@ -80,7 +81,10 @@ def evaluation_report(
     trained_models: dict[str, Path] = {"candidate": adapter}
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp, user_errors("evaluation_report"):
         if reference.kind == "champion":
-            trained_models["champion"] = registry.download_adapter(champion, Path(tmp))
+            try:
+                trained_models["champion"] = registry.download_adapter(champion, Path(tmp))
+            except FileNotFoundError as exc:
+                raise champion_files_gone("evaluation_report", config.model_name, exc) from None
         tokenizer = models.tokenizer(base_model)
         # An unchanged re-run: the champion's results are the candidate's, no need to score twice.
         aliases = {"champion": "candidate"} if reference.kind == "candidate_is_champion" else None

@@ -11,6 +11,7 @@ import dagster as dg
 from assets.publishing import (
     Stopwatch,
     artifact_store,
+    champion_files_gone,
     fail,
     record_stage,
     stage_config,
@@ -100,7 +101,10 @@ def merged_model(
         return model_card(champion, verification, report=report, registration=registered_adapter)
 
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp, user_errors("merged_model"):
-        adapter_dir = registry.download_adapter(champion, Path(tmp))
+        try:
+            adapter_dir = registry.download_adapter(champion, Path(tmp))
+        except FileNotFoundError as exc:
+            raise champion_files_gone("merged_model", name, exc) from None
         try:
             # merge_and_verify writes atomically: the previous export stays unless this one verifies.
             result = merge_and_verify(
