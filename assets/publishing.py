@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
@@ -269,3 +269,19 @@ def champion_files_gone(stage: str, model_name: str, exc: FileNotFoundError) -> 
         f"champion alias back to the previous version with `python -m pipelines.registry --name "
         f"{model_name} rollback`, or restore the registry's artifact files, then materialize again."
     )
+
+
+# The Dagster UI shows a markdown metadata value inline only when it is shorter than this many
+# characters; a longer one hides behind "[Show Markdown]" (ui-core MetadataEntry.tsx).
+INLINE_MARKDOWN_CHARS = 1000
+
+
+def inline_markdown(render: Callable[[int], str], sizes: Sequence[int]) -> dg.MetadataValue:
+    """Markdown the UI shows without a click: ``render(size)`` for each size in turn (largest first)
+    until the text fits :data:`INLINE_MARKDOWN_CHARS`; the last rendering if none does."""
+    text = ""
+    for size in sizes:
+        text = render(size)
+        if len(text) < INLINE_MARKDOWN_CHARS:
+            break
+    return dg.MetadataValue.md(text)

@@ -12,6 +12,7 @@ from assets.publishing import (
     count_table,
     counts_by,
     dataset_metadata,
+    inline_markdown,
     record_stage,
     stage_config,
     stage_policy,
@@ -117,8 +118,9 @@ def clean(
             # What text hygiene changed, by kind (PII is redacted at ingest: raw_examples' pii_redacted).
             "hygiene_changes": dg.MetadataValue.md(hygiene_table(result.step_counts)),
             # The biggest near-duplicate clusters: the row kept and one removed, to judge the rule by eye.
-            "largest_near_duplicate_clusters": dg.MetadataValue.md(
-                cluster_table(largest_clusters(result.kept, result.rejected))
+            "largest_near_duplicate_clusters": inline_markdown(
+                lambda chars: cluster_table(largest_clusters(result.kept, result.rejected, limit=5), chars),
+                (50, 35, 20),
             ),
         },
         "rejected_examples": {
@@ -222,7 +224,7 @@ def _excerpt(row: dict | None, chars: int = 80) -> str:
     return text.replace("|", "\\|")
 
 
-def cluster_table(clusters: list) -> str:
+def cluster_table(clusters: list, chars: int = 80) -> str:
     """One markdown row per near-duplicate cluster (:class:`assets.clean.dedup.ClusterSummary`): its id
     (the kept row's id, which every removed member holds in `duplicate_of`), the step that removed the
     others, its size, and excerpts of the kept row and of its first removed member."""
@@ -233,10 +235,9 @@ def cluster_table(clusters: list) -> str:
     for cluster in clusters:
         cluster_id = cluster.cluster_id.replace("|", "\\|")
         removed_id = str(cluster.removed["id"]).replace("|", "\\|")
-        removed = f"{removed_id}: {_excerpt(cluster.removed)}"
-        lines.append(
-            f"| {cluster_id} | {cluster.reason} | {cluster.size} | {_excerpt(cluster.kept)} | {removed} |"
-        )
+        removed = f"{removed_id}: {_excerpt(cluster.removed, chars)}"
+        kept = _excerpt(cluster.kept, chars)
+        lines.append(f"| {cluster_id} | {cluster.reason} | {cluster.size} | {kept} | {removed} |")
     return "\n".join(lines) if clusters else "none"
 
 

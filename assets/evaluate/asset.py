@@ -11,6 +11,7 @@ from assets.publishing import (
     artifact_store,
     champion_files_gone,
     fail,
+    inline_markdown,
     record_stage,
     refuse_stale_adapter,
     stage_config,
@@ -134,7 +135,11 @@ def evaluation_report(
         "rows": dg.MetadataValue.md(
             rows_table(len(test_split), measured["unscored"], measured["max_tokens"])
         ),
-        "answers": dg.MetadataValue.md(answers_table(measured["examples"])),
+        # A few answers side by side, short enough to show inline; every generated answer in answers_full.
+        "answers": inline_markdown(
+            lambda width: answers_table(measured["examples"], limit=3, width=width), (60, 40, 25, 15)
+        ),
+        "answers_full": dg.MetadataValue.md(answers_table(measured["examples"])),
         "champion": reference.note,
         "candidate_method": measured["methods"]["candidate"],
         "n_scored": results["candidate"]["n_scored"],

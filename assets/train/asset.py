@@ -8,6 +8,7 @@ import dagster as dg
 from assets.publishing import (
     Stopwatch,
     artifact_store,
+    inline_markdown,
     record_stage,
     stage_config,
     stage_policy,
@@ -44,7 +45,7 @@ def adapter(
     resolved settings, the method and the base it was trained on), `loss_history.json` and
     `validation_history.json`. A killed run resumes from its last checkpoint in `.cache/train/`."""
     from assets.train.checkpoints import run_key, work_dir_for
-    from assets.train.plot import loss_curve_png, markdown_image
+    from assets.train.plot import loss_curve_png, loss_sparklines, markdown_image
     from assets.train.settings import TrainSettings
     from assets.train.training import train_adapter
 
@@ -101,7 +102,11 @@ def adapter(
         "truncation": settings.truncation,
         "rows_dropped_cut_answer": result.truncation.dropped_cut_answer,
         "rows_dropped_no_answer_token": result.truncation.dropped_no_answer_token,
-        "loss_curve": dg.MetadataValue.md(
+        # Inline (short enough for the UI to show without a click), and the full plot one click away.
+        "loss_curve": inline_markdown(
+            lambda width: loss_sparklines(result.loss_history, result.validation_history, width), (48, 32, 16)
+        ),
+        "loss_curve_plot": dg.MetadataValue.md(
             markdown_image(
                 loss_curve_png(
                     result.loss_history, validation=result.validation_history, title="adapter loss"
