@@ -43,7 +43,8 @@ def weightless(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def rejection(reason: str, row_id: str, detail: str) -> dict[str, Any]:
-    return {"id": row_id, "reason": reason, "detail": detail}
+    """A rejected row's columns the summary reads; the pipeline prefixes details with where the row is."""
+    return {"id": row_id, "reason": reason, "detail": f"row {row_id!r} (raw.jsonl line 1): {detail}"}
 
 
 # ---- no_trained_turn ------------------------------------------------------------------------------------
@@ -94,8 +95,11 @@ def test_all_rows_rejected_is_an_input_error_with_counts_and_advice() -> None:
     assert isinstance(info.value, InputError)
     assert "all 21 rows were rejected" in message
     assert "template_drops_tool_call 20, short_response 1" in message
-    assert "row 's0': use a base whose template supports tools" in message
-    assert "row 'x': raise it" in message
+    assert (
+        "template_drops_tool_call, e.g. row 's0' (raw.jsonl line 1): use a base whose template supports tools"
+        in message
+    )
+    assert "short_response, e.g. row 'x' (raw.jsonl line 1): raise it" in message
 
 
 def test_some_rows_kept_or_no_rows_at_all_is_not_an_error() -> None:
@@ -111,7 +115,7 @@ def test_the_summary_explains_the_three_commonest_reasons_only() -> None:
     ]
     summary = rejection_summary(rejected)
     assert summary.startswith("a 4, b 3, c 2, d 1 — ")
-    assert "row 'c0': fix c" in summary and "fix d" not in summary
+    assert "c, e.g. row 'c0' (raw.jsonl line 1): fix c" in summary and "fix d" not in summary
 
 
 def test_more_than_half_rejected_warns() -> None:

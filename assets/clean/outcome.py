@@ -32,13 +32,14 @@ def reasons_by_count(rejected: Sequence[dict[str, Any]]) -> list[tuple[str, int]
 
 def rejection_summary(rejected: Sequence[dict[str, Any]]) -> str:
     """One line: the counts by reason, then the detail of the first row of each of the commonest
-    reasons, e.g. ``template_drops_tool_call 20 — e.g. row 's0': the base model's chat template ...``."""
+    reasons (which starts with where the row is from), e.g. ``template_drops_tool_call 20 —
+    template_drops_tool_call, e.g. row 's0' (data/raw.jsonl line 1): the base model's chat template ...``."""
     ranked = reasons_by_count(rejected)
     counts = ", ".join(f"{reason} {count}" for reason, count in ranked)
     examples = []
     for reason, _ in ranked[:EXPLAINED_REASONS]:
         row = next(row for row in rejected if str(row["reason"]) == reason)
-        examples.append(f"{reason}, e.g. row {row['id']!r}: {row['detail']}")
+        examples.append(f"{reason}, e.g. {row['detail']}")
     return f"{counts} — " + "; ".join(examples)
 
 
