@@ -41,7 +41,12 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ),
     ("ending on a tool call", row(Q, CALLS), None),
     ("old two-key messages", row(Q, A), None),
-    ("weights", row(m("user", "Q", weight=None), m("assistant", "A1", weight=0.0)), None),
+    (
+        "weights",
+        row(m("user", "Q", weight=None), m("assistant", "A1", weight=0.0), Q, m("assistant", "A2")),
+        None,
+    ),
+    ("only answer at weight 0", row(Q, m("assistant", "A1", weight=0.0)), "no_trained_turn"),
     ("tool turn after a user turn", row(Q, RESULT, A), "misplaced_tool"),
     ("tool turn after a plain answer", row(Q, m("assistant", "A0"), RESULT, A), "misplaced_tool"),
     ("tool turn first", row(RESULT, Q, A), "misplaced_tool"),

@@ -1,8 +1,11 @@
 """clean_examples and rejected_examples: one pass that accounts for every raw row."""
 
+import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -64,6 +67,12 @@ def clean(
     models: ModelLoader,
 ) -> Iterator[dg.MaterializeResult]:
     from assets.clean.dedup import largest_clusters
+    from assets.clean.outcome import (
+        AllRowsRejectedError,
+        reasons_by_count,
+        rejected_share_warning,
+        require_kept,
+    )
     from assets.clean.pipeline import CleanSettings, clean_rows
     from assets.clean.token_checks import token_check_steps
     from assets.shared.schema import example_features, rejected_features, to_dataset
@@ -75,15 +84,40 @@ def clean(
         models.tokenizer(base_model), stage_value(config, "max_seq_length", int), settings.too_long_policy
     )
     result = clean_rows(raw_examples.to_list(), settings, token_check=token_checks)
+    store = artifact_store(storage)
+    aside = store.path("rejected_examples").with_suffix(".failed.jsonl")
+    try:
+        require_kept(len(result.kept), result.rejected)
+    except AllRowsRejectedError as exc:
+        # The last good pair stays: an empty training pool is no improvement on it, and downstream
+        # stages would read it. This run's rejections go next to it, where the message points.
+        _write_jsonl(aside, result.rejected)
+        raise dg.Failure(
+            description=f"clean: {exc}. The previous clean_examples and rejected_examples are left as "
+            f"they were; every rejected row of this run, with its reason and detail, is in {aside}.",
+            metadata={
+                "rejected_rows_file": dg.MetadataValue.path(str(aside)),
+                "drops_by_reason": count_table(reasons_by_count(result.rejected), "reason"),
+                "examples_by_reason": dg.MetadataValue.md(reason_examples(result.rejected)),
+            },
+            allow_retries=False,
+        ) from None
+    warning = rejected_share_warning(len(result.kept), result.rejected)
+    if warning:
+        context.log.warning(f"clean: {warning}")
     trimmed = _rewrite_changes(result.step_counts, "tokens")
     kept = to_dataset(result.kept, example_features())
     rejected = to_dataset(result.rejected, rejected_features())
-    store = artifact_store(storage)
     store.write_datasets({"clean_examples": kept, "rejected_examples": rejected})
+    # A failed run's rejections are stale once a run succeeds; rejected_examples now holds the truth.
+    aside.unlink(missing_ok=True)
     outputs = {
         "clean_examples": {
             **dataset_metadata(kept),
             "raw_rows": len(raw_examples),
+            "rejected_share": len(result.rejected) / max(len(raw_examples), 1),
+            # Set when more than half of the rows were rejected (also logged as a warning).
+            "rejection_warning": warning or "none",
             # What Datalab flagged before our thresholds decided what to reject, and anything skipped.
             "cleanlab_flags": count_table(
                 [
@@ -131,6 +165,21 @@ def clean(
         },
     }
     yield from record_stage(context, config, storage, dvc, outputs, stopwatch)
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` as JSON lines, whole or not at all (a temporary file renamed over ``path``);
+    timestamps as ISO-8601 text."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(value: object) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def length_table(counts: dict[str, int], width: int = 40) -> str:

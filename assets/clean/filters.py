@@ -136,6 +136,20 @@ def check_roles(row: dict[str, Any]) -> Rejection | None:
     return None
 
 
+def check_trained_turn(row: dict[str, Any]) -> Rejection | None:
+    """At least one assistant turn must be trained: ``weight`` null or > 0. With every answer at weight 0
+    the row is context only, no token carries loss, and it would take a training slot for nothing (the
+    per-turn weight of LLaMA-Factory and axolotl; see assets/shared/chat.py)."""
+    answers = [m for m in row["messages"] if m["role"] == "assistant"]
+    if any(m.get("weight") is None or m["weight"] > 0 for m in answers):
+        return None
+    return Rejection(
+        "no_trained_turn",
+        f"all {len(answers)} assistant turns have weight 0, so nothing in the row is trained; "
+        "give the answer to learn weight 1 (or null), or remove the row",
+    )
+
+
 def check_empty_content(row: dict[str, Any]) -> Rejection | None:
     """No turn may be blank: an empty prompt or answer teaches the model nothing useful. An assistant turn
     that calls tools may be empty: the call is its content."""
@@ -189,6 +203,7 @@ def row_filters(*, min_response_chars: int) -> list[RowFilter]:
         check_created_at,
         check_messages,
         check_roles,
+        check_trained_turn,
         check_empty_content,
         check_garbage_characters,
         make_response_length_check(min_response_chars),

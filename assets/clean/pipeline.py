@@ -60,6 +60,12 @@ from assets.clean.steps import (
 from assets.shared.groups import conversation_key
 from assets.shared.timestamps import parse_cutoff
 
+# What a null clean.reference_time means, for the error a bad value gets (see future_reference).
+REFERENCE_TIME_NULL = (
+    "to check created_at against the end of the current UTC day (the next midnight) plus "
+    "clean.max_future_skew_hours"
+)
+
 # Fixed so that the same rows always give the same embeddings and therefore the same cleanlab verdicts.
 EMBEDDING_SEED = 0
 
@@ -151,7 +157,8 @@ class CleanSettings:
         )
         skew = self.max_future_skew_hours
         _require(skew is None or skew >= 0, "max_future_skew_hours", "must be >= 0", skew)
-        parse_cutoff(self.reference_time, "clean.reference_time")  # an InputError names the setting
+        # an InputError names the setting and says what null does
+        parse_cutoff(self.reference_time, "clean.reference_time", null_means=REFERENCE_TIME_NULL)
 
 
 def _require(condition: bool, name: str, rule: str, value: object) -> None:
@@ -247,7 +254,7 @@ def future_reference(settings: CleanSettings, now: datetime | None = None) -> da
     day to the next. A typo'd year never does. Set ``clean.reference_time`` to the value a run reported
     to reproduce it exactly on any day.
     """
-    pinned = parse_cutoff(settings.reference_time, "clean.reference_time")
+    pinned = parse_cutoff(settings.reference_time, "clean.reference_time", null_means=REFERENCE_TIME_NULL)
     if pinned is not None:
         return pinned
     today = (now or datetime.now(UTC)).astimezone(UTC).date()

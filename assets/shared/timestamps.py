@@ -16,6 +16,10 @@ from assets.shared.errors import InputError
 
 # Epoch values at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is March 1973.
 EPOCH_MS_THRESHOLD = 1e11
+# A number before this is not a real time of writing: 0, -1 and small counters are what exports put where
+# a time was missing, and as 1970 they would be the oldest data and decide the time split. ISO-8601 text
+# with an early date is written on purpose and stays accepted.
+EARLIEST_EPOCH = datetime(1990, 1, 1, tzinfo=UTC)
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -36,7 +40,8 @@ def to_utc(value: datetime) -> datetime:
 def parse_timestamp(value: object, *, field: str = "created_at") -> datetime:
     """A timezone-aware UTC datetime from ISO-8601 text or epoch seconds/milliseconds (number or text).
 
-    Naive times are taken as UTC. Raises :class:`TimestampError` (``bad_timestamp``, ``wrong_type``).
+    Naive times are taken as UTC. Raises :class:`TimestampError` (``bad_timestamp``, ``wrong_type``, and
+    ``implausible_timestamp`` for an epoch number before :data:`EARLIEST_EPOCH`, 1990-01-01).
     """
     if isinstance(value, datetime):
         stamp = value
@@ -70,17 +75,29 @@ def _from_epoch(seconds: float, field: str) -> datetime:
     if abs(seconds) >= EPOCH_MS_THRESHOLD:
         seconds /= 1000
     try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        stamp = datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise TimestampError(
             "bad_timestamp", f"'{field}' value {seconds!r} is out of range for a date"
         ) from None
+    if stamp < EARLIEST_EPOCH:
+        raise TimestampError(
+            "implausible_timestamp",
+            f"'{field}' value {seconds!r} is epoch time {stamp.isoformat()}, before "
+            f"{EARLIEST_EPOCH.date().isoformat()}: a placeholder for a missing time, not when the row was "
+            "written; give the real time (or ISO-8601 text if the date is truly that old)",
+        )
+    return stamp
 
 
-def parse_cutoff(value: str | date | None, name: str) -> datetime | None:
-    """Parse an ISO-8601 cutoff from params.yaml (naive = UTC); ``name`` is the setting for errors.
+def parse_cutoff(
+    value: str | date | None, name: str, *, null_means: str = "to cut by fraction"
+) -> datetime | None:
+    """Parse an ISO-8601 cutoff from params.yaml (naive = UTC); ``name`` is the setting for errors and
+    ``null_means`` what null does for it, for the hint (the default is the split cutoffs').
 
     YAML turns an unquoted ``2025-07-01`` into a date, so dates and datetimes are accepted as well.
+    Raises :class:`InputError` naming the setting.
     """
     if value is None:
         return None
@@ -89,13 +106,13 @@ def parse_cutoff(value: str | date | None, name: str) -> datetime | None:
     if isinstance(value, datetime):
         return to_utc(value)
     if not isinstance(value, str):
-        raise InputError(f"{name} must be an ISO-8601 string or null, got {value!r}")
+        raise InputError(f"{name} must be an ISO-8601 string or null ({null_means}), got {value!r}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise InputError(
             f"{name} is {value!r}, which is not an ISO-8601 date or time; use e.g. '2025-07-01' "
-            "or '2025-07-01T00:00:00Z', or null to cut by fraction"
+            f"or '2025-07-01T00:00:00Z', or null {null_means}"
         ) from None
     return to_utc(parsed)
 
