@@ -197,7 +197,8 @@ def test_an_unclosed_quote_whose_parse_keeps_the_cell_count_is_still_isolated() 
         (6, "c2"),
         (9, "c3"),
     ]
-    assert records[2].cells == ["c2", "2025-05-02", "Question 2, with comma\nline two 2", "Answer 2\nline two"]
+    question, answer = "Question 2, with comma\nline two 2", "Answer 2\nline two"
+    assert records[2].cells == ["c2", "2025-05-02", question, answer]
 
 
 def test_a_row_with_the_wrong_cell_count_keeps_its_id(tmp_path: Path) -> None:
