@@ -754,4 +754,6 @@ def test_a_content_part_that_is_not_text_rejects_the_row_naming_its_type(kind: s
 def test_a_text_part_without_text_is_a_wrong_type() -> None:
     turns = [{"role": "user", "content": [{"type": "text"}]}, {"role": "assistant", "content": "A"}]
     row = normalize({"id": "p3", "created_at": WHEN, "messages": turns})
-    assert row["error"] == "wrong_type: 'messages' turn 1 content part 1 must have a string 'text', got NoneType"
+    assert row["error"] == (
+        "wrong_type: 'messages' turn 1 content part 1 must have a string 'text', got NoneType"
+    )

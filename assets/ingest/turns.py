@@ -6,8 +6,8 @@ Layouts: alpaca (``instruction``, ``input``, ``output``, and LLaMA-Factory's ``h
 and whose ``observation`` turns become ``tool`` turns; OpenAI tool calls (an assistant turn with
 ``tool_calls`` and ``content: null``, then ``tool`` turns; a tool turn's ``tool_call_id`` is not kept, the
 canonical message has no field for it), and OpenAI content parts (a list of ``{"type": "text", "text"}``
-objects, joined with a line break; a part of another type rejects the row). A top-level ``system`` field becomes the first
-(system) turn in every layout. Tool calls are stored as JSON text in the OpenAI shape
+objects, joined with a line break; a part of another type rejects the row). A top-level ``system`` field
+becomes the first (system) turn in every layout. Tool calls are stored as JSON text in the OpenAI shape
 (``[{"type": "function", "function": {"name": ..., "arguments": {...}}}]``), and a top-level ``tools``
 list as JSON text in the ``tools`` column. Values follow the coercion rule of :mod:`assets.ingest.fields`.
 Framework-free.
