@@ -177,7 +177,10 @@ def test_an_unclosed_quote_next_to_a_multi_line_row_loses_only_its_own_row(tmp_p
         ("a3", 5, True),
         ("a4", 8, True),
     ]
-    assert rows[0]["error"].startswith("malformed_csv: line 2: the quote that opens cell 'instruction'")
+    assert rows[0]["error"].startswith(
+        "malformed_csv: line 2: the quote that opens cell 'instruction' is never closed, so the cell ran on "
+        "into line 3, which starts a sound row; line 2 was set aside as this row"
+    ), rows[0]["error"]
     assert rows[0]["raw"] == 'a1,2025-01-01,"Unclosed quote here,Answer one'
     assert rows[1]["messages"][0]["content"] == "Question two\nspans two lines"
     assert rows[2]["messages"][0]["content"] == "Question three, with comma\nand a second line"

@@ -220,9 +220,11 @@ def _broken_record(
     quote_line = start + line_offset + 1
     if resume is not None:
         kept = f"line {start + 1} was" if resume == 1 else f"lines {start + 1}-{start + resume} were"
+        # the line is a whole row, or (the two readings compared) starts rows that read correctly
+        reads = "reads as a row of its own" if _complete_row(span[resume], width) else "starts a sound row"
         detail = (
             f"line {quote_line}: the quote that opens cell {column} is never closed, so the cell ran on into "
-            f"line {start + resume + 1}, which reads as a row of its own; {kept} set aside as this row and "
+            f"line {start + resume + 1}, which {reads}; {kept} set aside as this row and "
             f"reading went on from line {start + resume + 1}"
         )
     elif open_at_end:
