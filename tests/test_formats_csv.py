@@ -130,6 +130,28 @@ CSV_CASES: list[tuple[str, str, list[tuple[int, object]]]] = [
         [(2, ["1", "two\nlines", "3"]), (4, ["4", "5", "6"])],
     ),
     (
+        "a quote opened on a record's second line: the record ends at that line",
+        'a,b,c,d\n1,"x\ny",2,"open\n3,4,5,6\n',
+        [
+            (2, "malformed_csv: line 3: the quote that opens cell 'd' is never closed, so the cell ran on"),
+            (4, ["3", "4", "5", "6"]),
+        ],
+    ),
+    (
+        "a sound multi-line row before an unrelated short row is kept whole",
+        'a,b,c\n1,"two\nlines",3\n4,5\n6,7,8\n',
+        [(2, ["1", "two\nlines", "3"]), (4, ["4", "5"]), (5, ["6", "7", "8"])],
+    ),
+    (
+        "an unclosed quote before rows with multi-line cells costs only its own line",
+        'a,b,c\n1,"open,x\n2,"y\nz",w\n3,"p\nq",r\n',
+        [
+            (2, "malformed_csv: line 2: the quote that opens cell 'b' is never closed"),
+            (3, ["2", "y\nz", "w"]),
+            (5, ["3", "p\nq", "r"]),
+        ],
+    ),
+    (
         "blank lines are skipped, line numbers stay physical",
         "a,b\n\n1,2\n,\n3,4",
         [(3, ["1", "2"]), (5, ["3", "4"])],
