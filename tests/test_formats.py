@@ -705,3 +705,55 @@ def test_parquet_turns_mixing_layouts_have_null_keys_that_are_skipped(tmp_path: 
     result = normalize_file(tmp_path / "mixed.parquet", max_chars=8000)
     assert [r["error"] for r in result] == [None, None]
     assert result[1]["messages"] == [turn("user", "Q2"), turn("assistant", "A2")]
+
+
+# --- OpenAI content parts --------------------------------------------------------------------------------
+
+
+def test_openai_text_content_parts_are_joined_with_a_line_break() -> None:
+    parts = [{"type": "text", "text": "First part."}, {"type": "text", "text": "Second part."}]
+    row = normalize(
+        {
+            "id": "p1",
+            "created_at": WHEN,
+            "messages": [
+                {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+                {"role": "user", "content": parts},
+                {"role": "assistant", "content": None, "tool_calls": [call("add", {"a": 1})]},
+                {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "2"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "It is 2."}]},
+            ],
+        }
+    )
+    assert row["error"] is None, row["error"]
+    assert row["messages"] == [
+        turn("system", "Be brief."),
+        turn("user", "First part.\nSecond part."),
+        turn("assistant", "", tool_calls=[call("add", {"a": 1})]),
+        turn("tool", "2"),
+        turn("assistant", "It is 2."),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["image_url", "input_audio"])
+def test_a_content_part_that_is_not_text_rejects_the_row_naming_its_type(kind: str) -> None:
+    parts = [{"type": "text", "text": "What is this?"}, {"type": kind, kind: {"url": "x"}}]
+    row = normalize(
+        {
+            "id": "p2",
+            "created_at": WHEN,
+            "messages": [{"role": "user", "content": parts}, {"role": "assistant", "content": "A cat."}],
+        }
+    )
+    assert row["error"] == (
+        f"unsupported_content_part: 'messages' turn 1 content part 2 has type '{kind}'; only text parts "
+        '({"type": "text", "text": ...}) can be trained on: drop the row or the part'
+    )
+
+
+def test_a_text_part_without_text_is_a_wrong_type() -> None:
+    turns = [{"role": "user", "content": [{"type": "text"}]}, {"role": "assistant", "content": "A"}]
+    row = normalize({"id": "p3", "created_at": WHEN, "messages": turns})
+    assert row["error"] == (
+        "wrong_type: 'messages' turn 1 content part 1 must have a string 'text', got NoneType"
+    )

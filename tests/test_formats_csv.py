@@ -130,6 +130,28 @@ CSV_CASES: list[tuple[str, str, list[tuple[int, object]]]] = [
         [(2, ["1", "two\nlines", "3"]), (4, ["4", "5", "6"])],
     ),
     (
+        "a quote opened on a record's second line: the record ends at that line",
+        'a,b,c,d\n1,"x\ny",2,"open\n3,4,5,6\n',
+        [
+            (2, "malformed_csv: line 3: the quote that opens cell 'd' is never closed, so the cell ran on"),
+            (4, ["3", "4", "5", "6"]),
+        ],
+    ),
+    (
+        "a sound multi-line row before an unrelated short row is kept whole",
+        'a,b,c\n1,"two\nlines",3\n4,5\n6,7,8\n',
+        [(2, ["1", "two\nlines", "3"]), (4, ["4", "5"]), (5, ["6", "7", "8"])],
+    ),
+    (
+        "an unclosed quote before rows with multi-line cells costs only its own line",
+        'a,b,c\n1,"open,x\n2,"y\nz",w\n3,"p\nq",r\n',
+        [
+            (2, "malformed_csv: line 2: the quote that opens cell 'b' is never closed"),
+            (3, ["2", "y\nz", "w"]),
+            (5, ["3", "p\nq", "r"]),
+        ],
+    ),
+    (
         "blank lines are skipped, line numbers stay physical",
         "a,b\n\n1,2\n,\n3,4",
         [(3, ["1", "2"]), (5, ["3", "4"])],
@@ -157,3 +179,57 @@ def test_a_broken_csv_row_reaches_the_rows_as_an_error_with_its_text(tmp_path: P
     rows = normalize_file(path, max_chars=8000)
     assert [row["error"] is None for row in rows] == [False, True]
     assert rows[0]["error"].split(":", 1)[0] == "malformed_csv"
+
+
+def test_an_unclosed_quote_next_to_a_multi_line_row_loses_only_its_own_row(tmp_path: Path) -> None:
+    # the broken row's quote is "closed" by the next row's opening quote: read as one record it has the
+    # header's cell count, and only the record after it comes out wrong; ending it at its own line reads
+    # every other row exactly
+    text = (
+        "id,created_at,instruction,output\n"
+        'a1,2025-01-01,"Unclosed quote here,Answer one\n'
+        'a2,2025-01-02,"Question two\nspans two lines",Answer two\n'
+        'a3,2025-01-03,"Question three, with comma\nand a second line","Answer ""three""\nline two"\n'
+        "a4,2025-01-04,Question four,Answer four\n"
+    )
+    rows = normalize_file(write(tmp_path / "q.csv", text), max_chars=8000)
+    assert [(row["id"], row["source_line"], row["error"] is None) for row in rows] == [
+        ("a1", 2, False),
+        ("a2", 3, True),
+        ("a3", 5, True),
+        ("a4", 8, True),
+    ]
+    assert rows[0]["error"].startswith(
+        "malformed_csv: line 2: the quote that opens cell 'instruction' is never closed, so the cell ran on "
+        "into line 3, which starts a sound row; line 2 was set aside as this row"
+    ), rows[0]["error"]
+    assert rows[0]["raw"] == 'a1,2025-01-01,"Unclosed quote here,Answer one'
+    assert rows[1]["messages"][0]["content"] == "Question two\nspans two lines"
+    assert rows[2]["messages"][0]["content"] == "Question three, with comma\nand a second line"
+    assert rows[2]["messages"][1]["content"] == 'Answer "three"\nline two'
+
+
+def test_an_unclosed_quote_whose_parse_keeps_the_cell_count_is_still_isolated() -> None:
+    # "cbad" read as one record with the next line has 4 cells (a garbled instruction); the record after
+    # it then has 2: ending cbad at its line gives only well-formed rows
+    row = 'c{0},2025-05-0{0},"Question {0}, with comma\nline two {0}","Answer {0}\nline two"\n'
+    text = "id,created_at,instruction,output\n" + row.format(1)
+    text += 'cbad,2025-05-20,"This quote never closes,Answer bad\n' + row.format(2) + row.format(3)
+    _, records = csv_records(text)
+    assert [(r.line, r.cells[0] if r.cells else None) for r in records] == [
+        (2, "c1"),
+        (5, None),
+        (6, "c2"),
+        (9, "c3"),
+    ]
+    question, answer = "Question 2, with comma\nline two 2", "Answer 2\nline two"
+    assert records[2].cells == ["c2", "2025-05-02", question, answer]
+
+
+def test_a_row_with_the_wrong_cell_count_keeps_its_id(tmp_path: Path) -> None:
+    text = 'id,instruction,output\nr1,Q,A,extra\n"r2,Q,A\nr3,Q,A\n'
+    rows = normalize_file(write(tmp_path / "ids.csv", text), max_chars=8000)
+    assert rows[0]["id"] == "r1" and rows[0]["error"] == "malformed_csv: row has 4 cells, header has 3"
+    # a quoted id cell may be the broken one: the id is derived from the text instead
+    assert rows[1]["id"].startswith("row-") and rows[1]["error"].startswith("malformed_csv: line 3")
+    assert rows[2]["id"] == "r3" and rows[2]["error"] is None

@@ -3,6 +3,7 @@ text raw_examples writes: turns, tool calls, tool definitions, the original text
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -50,6 +51,13 @@ LEAKS = re.compile(r"gmail|4111|7946|8\.8\.8\.8|GB82")
         ("Pay GB82WEST12345698765432.", "Pay <IBAN>.", {"iban": 1}),
         ("Server 8.8.8.8:53 answered.", "Server <IP>:53 answered.", {"ip": 1}),
         ("It came from 2a00:1450:4001:82a::200e.", "It came from <IP>.", {"ip": 1}),
+        # cards split by dots, slashes or mixed separators, lowercase IBANs, full-width text (NFKC)
+        ("4111.1111.1111.1111 and 4111/1111/1111/1111", "<CARD> and <CARD>", {"card": 2}),
+        ("Card 4111 1111-1111 1111, thanks", "Card <CARD>, thanks", {"card": 1}),
+        ("pay gb82west12345698765432 today", "pay <IBAN> today", {"iban": 1}),
+        ("mail ｊｏｈｎ＠ｇｍａｉｌ．ｃｏｍ now", "mail <EMAIL> now", {"email": 1}),
+        ("card ４１１１１１１１１１１１１１１１.", "card <CARD>.", {"card": 1}),
+        ("ﬁnd x@gmail.com ﬁrst", "ﬁnd <EMAIL> ﬁrst", {"email": 1}),
         (
             "jane@gmail.com, +44 20 7946 0958, 4111 1111 1111 1111, GB82WEST12345698765432, 8.8.8.8",
             "<EMAIL>, <PHONE>, <CARD>, <IBAN>, <IP>",
@@ -77,6 +85,8 @@ def test_redacts_each_type(text: str, expected: str, counts: dict[str, int]) -> 
         "Between 555 and 1234; 123-456-7890 is not a valid North American number.",
         # numbers that fail their checksum
         "Card 4111 1111 1111 1112; order 1234567890123456.",
+        "Card 4111.1111.1111.1112 or 4111/1111/1111/1112; dates 2025.01.01 and 01/02/2025.",
+        "ｈｅｌｌｏ ４２, ﬁne: full-width text without PII is kept as written.",
         "Bad IBAN DE89 3704 0044 0532 0130 01.",
         # documentation and private addresses identify nobody
         "Use name@example.com or someone@mail.example.org, or a@b.test, in examples.",
@@ -152,8 +162,9 @@ def test_redact_row_covers_every_text_column_and_keeps_json_valid() -> None:
         "error": "wrong_type: 'history' item 1 ... GB82WEST12345698765432",
     }
     redacted, counts = redact_row(row, PII_TYPES)
-    assert counts == {"email": 1, "phone": 1, "ip": 1, "card": 1, "iban": 1}
-    assert redacted["id"] == "jane@gmail.com"  # ids tie each raw row to its output; left alone
+    assert counts == {"email": 2, "phone": 1, "ip": 1, "card": 1, "iban": 1}
+    # an id keeps a hash of its original so it stays unique: sha256("jane@gmail.com")[:12]
+    assert redacted["id"] == "<EMAIL>~" + hashlib.sha256(b"jane@gmail.com").hexdigest()[:12]
     assert redacted["messages"][0]["content"] == "Escalate to <PHONE>."
     assert json.loads(redacted["messages"][2]["tool_calls"])[0]["function"]["arguments"] == {"to": "<EMAIL>"}
     assert "from <IP>" in json.loads(redacted["tools"])[0]["function"]["description"]
@@ -241,3 +252,27 @@ def test_escaped_characters_in_a_jsonl_line_do_not_hide_pii_in_raw(tmp_path: Pat
     # without redaction the line is kept as written
     [plain] = normalize_file(path, max_chars=8000)
     assert plain["raw"] == path.read_text(encoding="utf-8").strip()
+
+
+def test_every_text_column_is_redacted_and_redacted_ids_stay_unique(tmp_path: Path) -> None:
+    rows_in = [
+        {"id": "qbad4@gmail.com", "category": "from kim@gmail.com", "instruction": "Q", "output": "A"},
+        {"id": "qbad5@gmail.com", "source": "lee@gmail.com", "group_id": "g-lee@gmail.com"},
+        {"id": "plain-3", "instruction": "Q3", "output": "A3", "group_id": "g-lee@gmail.com"},
+    ]
+    rows_in[1].update(instruction="Q2", output="A2")
+    rows = normalize_file(_jsonl(tmp_path, rows_in), max_chars=8000, options=REDACTING)
+    assert not LEAKS.search(str(rows))
+    digest = {
+        text: hashlib.sha256(text.encode()).hexdigest()[:12]
+        for text in ("qbad4@gmail.com", "qbad5@gmail.com", "g-lee@gmail.com")
+    }
+    assert [row["id"] for row in rows] == [
+        f"<EMAIL>~{digest['qbad4@gmail.com']}",
+        f"<EMAIL>~{digest['qbad5@gmail.com']}",
+        "plain-3",
+    ]
+    assert rows[0]["category"] == "from <EMAIL>" and rows[1]["source"] == "<EMAIL>"
+    # the same group id maps to the same redacted value, so the group holds together
+    assert rows[1]["group_id"] == rows[2]["group_id"] == f"<EMAIL>~{digest['g-lee@gmail.com']}"
+    assert all(row["error"] is None for row in rows)

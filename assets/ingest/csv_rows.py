@@ -1,8 +1,13 @@
 """CSV rows, with multi-line quoted cells, and a quote left open isolated to its own row.
 
 Quoted cells may hold commas, doubled quotes and line breaks (LF or CRLF), read exactly. A quote that is
-opened and never closed would otherwise swallow the rows after it into one cell. A record whose quoted
-cell spans lines is taken as broken by such a quote when
+opened and never closed would otherwise swallow the rows after it into one cell. For a record whose
+quoted cell spans lines, two readings are compared first: the record as one, and the record ended at the
+line its quote opens on (that quote taken as never closed) with reading going on from the next line. Both
+are followed until they end a record on the same line; the cut reading wins when the whole reading has a
+record with another cell count than the header and the cut one has no more such records, counting its
+set-aside line as one (so a quote "closed" by the next row's opening quote, which may even give the right
+cell count, costs only its own row). Otherwise a record is taken as broken when
 
 - it has another number of cells than the header, or
 - its quote is still open at the end of the file, or
@@ -126,13 +131,67 @@ class CsvReader:
             span = source.span(start, end)
             # a record on one line can hold an open quote only at the end of the file
             if len(span) > 1 or (_scan(span)[0] == _QUOTED and source.at_end()):
-                broken = _isolate_open_quote(span, cells, len(self.header), self.header, start)
+                width = len(self.header)
+                split = _open_quote(span)[0] + 1
+                broken = None
+                if split < len(span) and _reading_on_is_better(source, start, split, width):
+                    broken = _broken_record(span, cells, split, self.header, start)
+                if broken is None:
+                    broken = _isolate_open_quote(span, cells, width, self.header, start)
+                source.position = end
                 if broken is not None:
                     record, resume = broken
                     yield record
                     source.position = start + resume
                     continue
             yield CsvRecord(start + 1, _strip_end("".join(span)), cells)
+
+
+# How many records each reading may take before the two must agree on a record boundary; past it the
+# counts of bad records seen so far decide. Bounds the lines held (and the work) per multi-line record.
+_LOOKAHEAD_RECORDS = 200
+
+
+def _reading_on_is_better(source: _Lines, start: int, split: int, width: int) -> bool:
+    """Whether ending a multi-line record at its opening quote's line (``split`` lines after ``start``,
+    taking that quote as never closed) and reading on from the next line gives fewer (or as few) records
+    with a cell count other than ``width`` than reading the record as one, with at least one such record in
+    the latter. Both readings are followed until they end a record on the same line, where they agree from
+    there on. The cut reading counts its set-aside record as one bad record; a reading with no bad record
+    at all is always kept (a sound multi-line cell is never split)."""
+    as_one = _record_ends(source, start, width)
+    cut = _record_ends(source, start + split, width)
+    at_one, at_cut, bad_one, bad_cut = start, start + split, 0, 1
+    for _ in range(2 * _LOOKAHEAD_RECORDS):
+        if at_one == at_cut:
+            break
+        if at_one < at_cut:
+            at_one, bad = next(as_one, (_END, False))
+            bad_one += bad
+        else:
+            at_cut, bad = next(cut, (_END, False))
+            bad_cut += bad
+    return bad_one > 0 and bad_cut <= bad_one
+
+
+_END = 1 << 62  # the position a reading reports once it has no record left
+
+
+def _record_ends(source: _Lines, position: int, width: int) -> Iterator[tuple[int, bool]]:
+    """(line after the record, whether its cell count is not ``width`` or its quote runs to the end of
+    the file) for each non-blank record read from ``position`` on, moving ``source.position``."""
+    reader = csv.reader(source)
+    while True:
+        source.position = position
+        try:
+            cells = next(reader)
+        except (StopIteration, csv.Error):
+            return
+        start, position = position, source.position
+        if not any(cell.strip() for cell in cells):
+            continue
+        open_at_end = source.at_end() and _scan(source.span(start, position))[0] == _QUOTED
+        yield position, len(cells) != width or open_at_end
 
 
 def _isolate_open_quote(
@@ -145,15 +204,27 @@ def _isolate_open_quote(
     suspect = len(cells) != width or open_at_end or (resume is not None and _cells_on_line(span[0]) < width)
     if not suspect:
         return None
+    return _broken_record(span, cells, resume, header, start)
+
+
+def _broken_record(
+    span: list[str], cells: list[str], resume: int | None, header: list[str], start: int
+) -> tuple[CsvRecord, int]:
+    """The ``malformed_csv`` record for the first ``resume`` lines of ``span`` (all when None) and the
+    offset in ``span`` to read on from."""
+    width = len(header)
+    open_at_end = _scan(span)[0] == _QUOTED
     taken = span[:resume] if resume is not None else span
     line_offset, field = _open_quote(taken)
     column = f"'{header[field]}'" if field < len(header) else f"number {field + 1}"
     quote_line = start + line_offset + 1
     if resume is not None:
         kept = f"line {start + 1} was" if resume == 1 else f"lines {start + 1}-{start + resume} were"
+        # the line is a whole row, or (the two readings compared) starts rows that read correctly
+        reads = "reads as a row of its own" if _complete_row(span[resume], width) else "starts a sound row"
         detail = (
             f"line {quote_line}: the quote that opens cell {column} is never closed, so the cell ran on into "
-            f"line {start + resume + 1}, which reads as a row of its own; {kept} set aside as this row and "
+            f"line {start + resume + 1}, which {reads}; {kept} set aside as this row and "
             f"reading went on from line {start + resume + 1}"
         )
     elif open_at_end:

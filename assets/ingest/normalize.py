@@ -48,6 +48,8 @@ def normalize_record(
     row.update(source_file=source_file, source_line=record.line, raw=record.raw, id=derived_id(record.raw))
     if record.error is not None:
         row["error"] = record.error
+        if record.row_id:
+            row["id"] = record.row_id
         return row
     if not isinstance(record.value, dict):
         kind = _JSON_TYPE_NAMES.get(type(record.value), "a JSON number")

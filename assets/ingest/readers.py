@@ -57,6 +57,8 @@ class RawRecord:
     raw: str
     value: object | None
     error: str | None = None
+    # the row's id when it is malformed but its id cell could still be read (CSV): kept on the rejected row
+    row_id: str | None = None
 
 
 def read_records(path: Path) -> list[RawRecord]:
@@ -253,13 +255,33 @@ def _read_csv(path: Path, lines: Iterable[str]) -> Iterator[RawRecord]:
     try:
         for record in reader:
             if record.cells is None:
-                yield RawRecord(record.line, record.text, None, record.error)
+                row_id = _readable_id(reader.header or [], record.text)
+                yield RawRecord(record.line, record.text, None, record.error, row_id)
             else:
                 yield _csv_record(record.line, reader.header or [], record.cells)
     except csv.Error as exc:
         raise IngestError(
             f"data.raw_path: {path} is not readable as CSV ({exc}); check its quoting, or use .jsonl"
         ) from exc
+
+
+def _id_cell(header: list[str], cells: list[str]) -> str | None:
+    """The first id column's cell (see ``ID_KEYS`` in normalize) when the row reaches it and it is
+    not empty."""
+    index = next((header.index(key) for key in ("id", "uid", "message_id") if key in header), None)
+    if index is None or index >= len(cells) or not cells[index].strip():
+        return None
+    return cells[index].strip()
+
+
+def _readable_id(header: list[str], text: str) -> str | None:
+    """The id of a record set aside as malformed: its id cell read from its first line when that cell
+    comes before any quote (a quoted cell there may be the broken one, so it is not trusted)."""
+    pieces = text.split("\n", 1)[0].rstrip("\r").split(",")
+    index = next((header.index(key) for key in ("id", "uid", "message_id") if key in header), None)
+    if index is None or index >= len(pieces) or any('"' in piece for piece in pieces[: index + 1]):
+        return None
+    return _id_cell(header, pieces)
 
 
 def _csv_record(number: int, header: list[str], cells: list[str]) -> RawRecord:
@@ -269,9 +291,8 @@ def _csv_record(number: int, header: list[str], cells: list[str]) -> RawRecord:
     }
     raw = row_to_raw(row)
     if len(cells) != len(header):
-        return RawRecord(
-            number, raw, None, f"malformed_csv: row has {len(cells)} cells, header has {len(header)}"
-        )
+        error = f"malformed_csv: row has {len(cells)} cells, header has {len(header)}"
+        return RawRecord(number, raw, None, error, _id_cell(header, cells))
     for column in CSV_JSON_COLUMNS:
         cell = row.get(column)
         if cell is None:

@@ -4,8 +4,10 @@ Layouts: alpaca (``instruction``, ``input``, ``output``, and LLaMA-Factory's ``h
 ``[prompt, answer]`` pairs); chat ``messages`` of ``{role, content}``; ShareGPT ``conversations`` of
 ``{from, value}``, whose ``function_call`` turns become assistant turns with ``tool_calls`` (content "")
 and whose ``observation`` turns become ``tool`` turns; OpenAI tool calls (an assistant turn with
-``tool_calls`` and ``content: null``, then ``tool`` turns). A top-level ``system`` field becomes the first
-(system) turn in every layout. Tool calls are stored as JSON text in the OpenAI shape
+``tool_calls`` and ``content: null``, then ``tool`` turns; a tool turn's ``tool_call_id`` is not kept, the
+canonical message has no field for it), and OpenAI content parts (a list of ``{"type": "text", "text"}``
+objects, joined with a line break; a part of another type rejects the row). A top-level ``system`` field
+becomes the first (system) turn in every layout. Tool calls are stored as JSON text in the OpenAI shape
 (``[{"type": "function", "function": {"name": ..., "arguments": {...}}}]``), and a top-level ``tools``
 list as JSON text in the ``tools`` column. Values follow the coercion rule of :mod:`assets.ingest.fields`.
 Framework-free.
@@ -226,9 +228,13 @@ def _turn(turn: object, number: int, key: str, options: IngestOptions) -> Messag
     tool_calls = _first(turn, names.get("tool_calls"), "tool_calls", "function_call")
     if target == "assistant" and tool_calls is not None and tool_calls != []:
         calls = _tool_calls(json_structure(tool_calls, f"{where} tool_calls", reason="bad_tool_call"), where)
+        if _is_content_parts(content):
+            content = _joined_text_parts(content, where)
         if content is not None and not isinstance(content, str):
             raise RowError("wrong_type", f"{where} content must be a string, got {type(content).__name__}")
         return message("assistant", content or "", weight=weight, tool_calls=calls)
+    if _is_content_parts(content):
+        content = _joined_text_parts(content, where)
     if target == "tool" and isinstance(content, dict | list):
         content = to_json_text(content)
     if content is None or (isinstance(content, str) and not content.strip()):
@@ -236,6 +242,43 @@ def _turn(turn: object, number: int, key: str, options: IngestOptions) -> Messag
     if not isinstance(content, str):
         raise RowError("wrong_type", f"{where} content must be a string, got {type(content).__name__}")
     return message(target, content, weight=weight)
+
+
+# OpenAI's chat format lets a turn's content be a list of typed parts; text parts are joined with a line
+# break, as vLLM's chat-message parser does, so parts written as separate paragraphs or lines stay apart
+TEXT_PART_SEPARATOR = "\n"
+
+
+def _is_content_parts(content: object) -> bool:
+    """Whether ``content`` is OpenAI content parts: a non-empty list of objects each with a ``type``."""
+    return (
+        isinstance(content, list)
+        and bool(content)
+        and all(isinstance(part, dict) and "type" in part for part in content)
+    )
+
+
+def _joined_text_parts(parts: list[dict[str, Any]], where: str) -> str:
+    """The text of OpenAI content parts (``[{"type": "text", "text": ...}, ...]``) joined with
+    :data:`TEXT_PART_SEPARATOR`. Raises :class:`RowError` ``unsupported_content_part`` naming the type of
+    a part that is not text (image_url, input_audio, file ...): the pipeline trains on text only."""
+    texts = []
+    for number, part in enumerate(parts, start=1):
+        kind = part["type"]
+        if kind != "text":
+            raise RowError(
+                "unsupported_content_part",
+                f"{where} content part {number} has type {kind!r}; only text parts "
+                '({"type": "text", "text": ...}) can be trained on: drop the row or the part',
+            )
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise RowError(
+                "wrong_type",
+                f"{where} content part {number} must have a string 'text', got {type(text).__name__}",
+            )
+        texts.append(text)
+    return TEXT_PART_SEPARATOR.join(texts)
 
 
 def _first(turn: dict[str, Any], *keys: str | None) -> Any:

@@ -9,11 +9,11 @@ becomes a placeholder before the next type looks):
 - ``email`` → ``<EMAIL>``: ``local@domain.tld``. Addresses at domains reserved for documentation
   (example.com/.net/.org and the .example, .test, .invalid, .localhost top-level domains; RFC 2606,
   RFC 6761) belong to nobody and are kept.
-- ``iban`` → ``<IBAN>``: two capital letters, two digits and 11-30 letters or digits, plain or in groups
-  of four, that pass the country's format and the ISO 13616 mod-97 check (``stdnum.iban``).
+- ``iban`` → ``<IBAN>``: two letters, two digits and 11-30 letters or digits (either case), plain or in
+  groups of four, that pass the country's format and the ISO 13616 mod-97 check (``stdnum.iban``).
 - ``card`` → ``<CARD>``: 13-19 digits, plain or in groups of four (or 4-6-5, American Express) split by
-  one space or hyphen, starting with 2-6 (the issuer ranges of the card networks) and passing the Luhn
-  check (``stdnum.luhn``).
+  one space, hyphen, dot or slash (mixed too), starting with 2-6 (the issuer ranges of the card
+  networks) and passing the Luhn check (``stdnum.luhn``).
 - ``ip`` → ``<IP>``: IPv4 and IPv6 addresses (``ipaddress``) that are globally routable (for IPv6,
   global unicast 2000::/3) and not multicast. Private, loopback, link-local and documentation addresses
   (192.168.1.1, 127.0.0.1, 2001:db8::1) identify nobody and fill networking answers, so they are kept;
@@ -30,7 +30,9 @@ becomes a placeholder before the next type looks):
 Hidden characters do not hide PII: the patterns look at the text without Unicode format characters
 (category Cf: zero-width space, soft hyphen, word joiner, BOM, bidi controls) and control characters
 other than tab and line breaks, and a found span is replaced in the original text together with the
-hidden characters inside it. So ``jane\u200b@gmail.com`` is redacted at ingest, and the clean stage's
+hidden characters inside it. The patterns also see each character in its NFKC compatibility form, so
+full-width ``ｊｏｈｎ＠ｇｍａｉｌ．ｃｏｍ`` and ``４１１１...`` are found too (and replaced whole). So
+``jane\u200b@gmail.com`` is redacted at ingest, and the clean stage's
 text hygiene, which removes those characters later, cannot bring an address back to light.
 """
 
@@ -57,12 +59,17 @@ _EMAIL = re.compile(
 _DOCUMENTATION_DOMAINS = ("example.com", "example.net", "example.org")
 _DOCUMENTATION_TLDS = ("example", "test", "invalid", "localhost")
 
-_IBAN = re.compile(r"(?<![\w-])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?![\w-])")
+# either case: stdnum checks the number in capitals, and "gb82west..." is the same account
+_IBAN = re.compile(
+    r"(?<![\w-])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?![\w-])", re.IGNORECASE
+)
 
 # Not after "DE89 ": the digits of an IBAN that failed its check are no card either.
-_CARD = re.compile(r"(?<![\w+.,-])(?<![A-Z]{2}\d{2} )\d(?:[ -]?\d){12,18}(?![\w-]|[.,]\d)")
+# Groups may be split by a space, hyphen, dot or slash, mixed ("4111 1111-1111 1111"): the layout and the
+# Luhn check, not the separator, tell a card number.
+_CARD = re.compile(r"(?<![\w+.,/-])(?<![A-Za-z]{2}\d{2} )\d(?:[ ./-]?\d){12,18}(?![\w/-]|[.,]\d)")
 _CARD_LAYOUT = re.compile(
-    r"\d{13,19}|\d{4}([ -])\d{4}(?:\1\d{4}){1,2}(?:\1\d{1,4})?|\d{4}([ -])\d{6}\2\d{4,5}"
+    r"\d{13,19}|\d{4}[ ./-]\d{4}(?:[ ./-]\d{4}){1,2}(?:[ ./-]\d{1,4})?|\d{4}[ ./-]\d{6}[ ./-]\d{4,5}"
 )
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
@@ -156,13 +163,28 @@ def _hidden() -> re.Pattern[str]:
 
 
 def _visible(text: str) -> tuple[str, list[int] | None]:
-    """``text`` without hidden characters, and where each of its characters sits in ``text`` (None when
-    nothing was hidden, the common case)."""
-    hidden = _ASCII_HIDDEN if text.isascii() else _hidden()
-    if not hidden.search(text):
+    """``text`` as the patterns see it: without hidden characters and each character in its NFKC form
+    (full-width ``ｊｏｈｎ＠ｇｍａｉｌ．ｃｏｍ`` reads as ``john@gmail.com``), and where each of its
+    characters comes from in ``text`` (None when the view is ``text`` itself, the common case). NFKC is
+    applied character by character, so every character of the view maps back to exactly one of
+    ``text``."""
+    if text.isascii():
+        if not _ASCII_HIDDEN.search(text):
+            return text, None
+        where = [index for index, char in enumerate(text) if not _ASCII_HIDDEN.match(char)]
+        return "".join(text[index] for index in where), where
+    hidden = _hidden()
+    if not hidden.search(text) and unicodedata.is_normalized("NFKC", text):
         return text, None
-    where = [index for index, char in enumerate(text) if not hidden.match(char)]
-    return "".join(text[index] for index in where), where
+    pieces: list[str] = []
+    where = []
+    for index, char in enumerate(text):
+        if hidden.match(char):
+            continue
+        form = char if char.isascii() else unicodedata.normalize("NFKC", char)
+        pieces.append(form)
+        where += [index] * len(form)
+    return "".join(pieces), where
 
 
 def _matching(pattern: re.Pattern[str], keep: Callable[[re.Match[str]], bool]) -> _Finder:
@@ -244,9 +266,9 @@ _NORTH_AMERICA_GATE = re.compile(r"\d\d\d(?:\) ?|[-. ])[2-9]\d\d[-. ]")
 # (type, finder, whether every match holds a digit), in the order they run.
 _FINDERS: tuple[tuple[str, _Finder, bool], ...] = (
     ("email", _gated(re.compile("@"), _matching(_EMAIL, _keep_email)), False),
-    ("iban", _gated(re.compile(r"[A-Z]{2}\d\d"), _find_iban), True),
+    ("iban", _gated(re.compile(r"[A-Z]{2}\d\d", re.IGNORECASE), _find_iban), True),
     # every card layout opens with four digits
-    ("card", _gated(re.compile(r"\d{4}[ -]?\d"), _matching(_CARD, _keep_card)), True),
+    ("card", _gated(re.compile(r"\d{4}[ ./-]?\d"), _matching(_CARD, _keep_card)), True),
     ("ip", _gated(re.compile(r"\d\.\d"), _matching(_IPV4, _keep_ip)), True),
     ("ip", _gated(re.compile(":"), _matching(_IPV6, _keep_ip)), False),
     ("phone", _gated(re.compile(r"\+"), _matching(_PHONE_INTERNATIONAL, _keep_international_phone)), True),
