@@ -21,7 +21,7 @@ from assets.clean.outcome import (
 )
 from assets.clean.pipeline import clean_rows
 from assets.shared.errors import InputError
-from assets.shared.timestamps import TimestampError, parse_cutoff, parse_timestamp
+from assets.shared.timestamps import SPLIT_CUTOFF_NULL, TimestampError, parse_cutoff, parse_timestamp
 from tests.conftest import make_row
 from tests.test_clean import SETTINGS
 from tests.test_failures import (
@@ -195,4 +195,4 @@ def test_a_bad_reference_time_says_what_clean_reference_time_means() -> None:
 
 def test_split_cutoffs_keep_their_hint() -> None:
     with pytest.raises(InputError, match="or null to cut by fraction"):
-        parse_cutoff("yesterday", "split.validation_start")
+        parse_cutoff("yesterday", "split.validation_start", null_means=SPLIT_CUTOFF_NULL)

@@ -213,3 +213,14 @@ def test_a_bad_data_setting_fails_the_asset_naming_it(tmp_path: Path) -> None:
         "data.columns entry 'output' must be 'canonical=yours'"
         in failures[0].event_specific_data.error.message
     )
+
+
+def test_a_bad_row_order_start_is_explained_without_offering_null() -> None:
+    """data.row_order_start takes no null: its message must not borrow the split's "null to cut by
+    fraction" hint."""
+    from assets.shared.errors import InputError
+
+    with pytest.raises(InputError) as caught:
+        _ = IngestOptions(row_order_start="yesterday").start
+    message = str(caught.value)
+    assert "data.row_order_start is 'yesterday'" in message and "null" not in message

@@ -89,7 +89,7 @@ def test_a_quoted_date_is_a_setting_and_config_classes_still_build(tmp_path: Pat
     cls = config_class("split", dg.Config, root)
     cls.to_config_schema()
     assert cls().validation_start == "2025-07-01"
-    assert parse_cutoff("2025-07-01", "split.validation_start") is not None
+    assert parse_cutoff("2025-07-01", "split.validation_start", null_means=None) is not None
 
 
 def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:

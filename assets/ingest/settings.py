@@ -80,7 +80,7 @@ class IngestOptions:
     @property
     def start(self) -> datetime:
         """The time of line 0 under the ``row_order`` policy."""
-        start = parse_cutoff(self.row_order_start, "data.row_order_start")
+        start = parse_cutoff(self.row_order_start, "data.row_order_start", null_means=None)
         if start is None:
             raise InputError(
                 "data.row_order_start must be an ISO-8601 time such as '2000-01-01T00:00:00Z', got null"

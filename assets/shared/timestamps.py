@@ -90,11 +90,13 @@ def _from_epoch(seconds: float, field: str) -> datetime:
     return stamp
 
 
-def parse_cutoff(
-    value: str | date | None, name: str, *, null_means: str = "to cut by fraction"
-) -> datetime | None:
+SPLIT_CUTOFF_NULL = "to cut by fraction"
+
+
+def parse_cutoff(value: str | date | None, name: str, *, null_means: str | None) -> datetime | None:
     """Parse an ISO-8601 cutoff from params.yaml (naive = UTC); ``name`` is the setting for errors and
-    ``null_means`` what null does for it, for the hint (the default is the split cutoffs').
+    ``null_means`` what null does for it, for the hint (None: the setting takes no null, and the hint
+    offers none).
 
     YAML turns an unquoted ``2025-07-01`` into a date, so dates and datetimes are accepted as well.
     Raises :class:`InputError` naming the setting.
@@ -106,13 +108,14 @@ def parse_cutoff(
     if isinstance(value, datetime):
         return to_utc(value)
     if not isinstance(value, str):
-        raise InputError(f"{name} must be an ISO-8601 string or null ({null_means}), got {value!r}")
+        alternative = f" or null ({null_means})" if null_means else ""
+        raise InputError(f"{name} must be an ISO-8601 string{alternative}, got {value!r}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise InputError(
             f"{name} is {value!r}, which is not an ISO-8601 date or time; use e.g. '2025-07-01' "
-            f"or '2025-07-01T00:00:00Z', or null {null_means}"
+            f"or '2025-07-01T00:00:00Z'" + (f", or null {null_means}" if null_means else "")
         ) from None
     return to_utc(parsed)
 
@@ -121,7 +124,7 @@ def row_time(row: dict[str, Any]) -> datetime:
     """The row's ``created_at`` as an aware UTC datetime (naive values are taken as UTC)."""
     value = row.get("created_at")
     if isinstance(value, str):
-        value = parse_cutoff(value, f"created_at of row {row.get('id')!r}")
+        value = parse_cutoff(value, f"created_at of row {row.get('id')!r}", null_means=None)
     if not isinstance(value, datetime):
         raise InputError(
             f"row {row.get('id')!r} has no created_at timestamp (got {value!r}); the split needs one"

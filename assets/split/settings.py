@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from assets.shared.neardup import NearDuplicateSettings
-from assets.shared.timestamps import parse_cutoff
+from assets.shared.timestamps import SPLIT_CUTOFF_NULL, parse_cutoff
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,11 @@ class SplitSettings:
 
     @property
     def validation_cutoff(self) -> datetime | None:
-        return parse_cutoff(self.validation_start, "split.validation_start")
+        return parse_cutoff(self.validation_start, "split.validation_start", null_means=SPLIT_CUTOFF_NULL)
 
     @property
     def test_cutoff(self) -> datetime | None:
-        return parse_cutoff(self.test_start, "split.test_start")
+        return parse_cutoff(self.test_start, "split.test_start", null_means=SPLIT_CUTOFF_NULL)
 
     def enabled(self, name: str) -> bool:
         """Whether the settings ask for this split: train always; the others unless their fraction is 0
