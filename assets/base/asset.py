@@ -1,13 +1,29 @@
 """base_model: the model the adapter is trained on, resolved once and recorded."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 
-from assets.publishing import Stopwatch, artifact_store, record_stage, stage_config, stage_policy
+from assets.publishing import Stopwatch, artifact_store, fail, record_stage, stage_config, stage_policy
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
 from resources.storage import StorageResource
+
+
+def check_run_settings(context: dg.AssetExecutionContext, root: str) -> None:
+    """Fail with every bad setting of this run (:func:`assets.preflight.preflight`), each named by its
+    ``section.key``."""
+    from assets.preflight import preflight, run_stages
+
+    # The run's selection; None or empty (a whole job, an ephemeral `materialize`): check every stage.
+    selection = context.run.asset_selection
+    names = run_stages([key.to_user_string() for key in selection] if selection else None)
+    try:
+        preflight(names, run_config=context.run.run_config, root=Path(root))
+    except ValueError as exc:  # ParamsError or InputError: both are messages for the user
+        raise fail(f"base_model: {exc}") from None
+
 
 # Only train.base_model decides this asset (see the stage table).
 BaseModelConfig = stage_config("base_model")
@@ -32,6 +48,10 @@ def base_model(
     a hub id or a local directory it holds `base_model.json`, a reference to the weights, which are not
     copied. The adapter, evaluation and export all read the base from here."""
     stopwatch = Stopwatch()
+    # The first step of a run launched from the UI (nothing upstream of it; clean and so every later data
+    # stage wait for it): every setting of the run is checked here, with its launchpad overrides, so a bad
+    # train.method fails now instead of at adapter. The CLI, schedule and sensor check before launching.
+    check_run_settings(context, storage.root)
     # prepare_base writes atomically: a failure leaves the previous base_model in place.
     out_dir = artifact_store(storage).path("base_model")
     info = models.prepare_base(config.base_model, out_dir, seed=EMBEDDED_BASE_SEED)
