@@ -239,8 +239,8 @@ def settings_from(cls: type[T], values: dict[str, Any], names: dict[str, str] | 
     }
     if missing := sorted(required - set(picked)):
         raise ValueError(
-            f"setting(s) {', '.join(repr(names.get(m, m)) for m in missing)} missing: add them to their section of "
-            "params.yaml (a misspelled name is not read)."
+            f"setting(s) {', '.join(repr(names.get(m, m)) for m in missing)} missing: add them to their "
+            "section of params.yaml (a misspelled name is not read)."
         )
     return cls(**{k: checked_value(names.get(k, k), v, hints.get(k, Any)) for k, v in picked.items()})
 

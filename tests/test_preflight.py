@@ -66,7 +66,7 @@ def test_an_unknown_key_is_named_with_the_closest_known_one(tmp_path: Path) -> N
         "'near_dup_threshold'?"
     ]
     # Whichever stages run: the typo is never read by anything.
-    with pytest.raises(InputError, match="clean.near_dup_thresold"):
+    with pytest.raises(InputError, match=r"clean\.near_dup_thresold"):
         preflight(["merged_model"], root=root)
 
 
@@ -120,8 +120,6 @@ def test_a_ui_run_fails_at_its_first_step(tmp_path: Path) -> None:
     from resources.storage import StorageResource
 
     root = tmp_path / "root"
-    root.mkdir()
-    (root / "params.yaml").write_text((PROJECT_ROOT / "params.yaml").read_text())
     storage = StorageResource(root=str(root))
     result = dg.materialize(
         ASSETS,

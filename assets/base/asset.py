@@ -1,7 +1,6 @@
 """base_model: the model the adapter is trained on, resolved once and recorded."""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 
@@ -11,7 +10,7 @@ from resources.models import ModelLoader
 from resources.storage import StorageResource
 
 
-def check_run_settings(context: dg.AssetExecutionContext, root: str) -> None:
+def check_run_settings(context: dg.AssetExecutionContext) -> None:
     """Fail with every bad setting of this run (:func:`assets.preflight.preflight`), each named by its
     ``section.key``."""
     from assets.preflight import preflight, run_stages
@@ -20,7 +19,8 @@ def check_run_settings(context: dg.AssetExecutionContext, root: str) -> None:
     selection = context.run.asset_selection
     names = run_stages([key.to_user_string() for key in selection] if selection else None)
     try:
-        preflight(names, run_config=context.run.run_config, root=Path(root))
+        # params.yaml of the project the definitions were loaded from (their Config defaults).
+        preflight(names, run_config=context.run.run_config)
     except ValueError as exc:  # ParamsError or InputError: both are messages for the user
         raise fail(f"base_model: {exc}") from None
 
@@ -51,7 +51,7 @@ def base_model(
     # The first step of a run launched from the UI (nothing upstream of it; clean and so every later data
     # stage wait for it): every setting of the run is checked here, with its launchpad overrides, so a bad
     # train.method fails now instead of at adapter. The CLI, schedule and sensor check before launching.
-    check_run_settings(context, storage.root)
+    check_run_settings(context)
     # prepare_base writes atomically: a failure leaves the previous base_model in place.
     out_dir = artifact_store(storage).path("base_model")
     info = models.prepare_base(config.base_model, out_dir, seed=EMBEDDED_BASE_SEED)
