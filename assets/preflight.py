@@ -16,6 +16,7 @@ stage's logic.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -74,6 +75,8 @@ def stage_problems(name: str, run_config: Mapping[str, Any] | None = None, root:
             checked_value(names.get(field, field), values.get(field), annotation)
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
+    if name == "base_model" and not problems:
+        problems += base_model_problems(values.get("base_model"), root)
     if name == "augmented_examples" and values.get("enabled") is False:
         return problems  # a disabled augmentation builds no settings (as its asset does)
     if name == "evaluation_report":
@@ -86,6 +89,53 @@ def stage_problems(name: str, run_config: Mapping[str, Any] | None = None, root:
         except (TypeError, ValueError) as exc:
             problems.append(f"{name}: {exc}")
     return problems
+
+
+def base_model_problems(spec: Any, root: Path = PROJECT_ROOT) -> list[str]:
+    """What is wrong with ``train.base_model``, found without loading it: a path that does not exist, a
+    hub id missing from the local Hugging Face cache (nothing is downloaded at run time), a model whose
+    tokenizer has no chat template (conversations could not be formatted). A tokenizer whose files
+    do not say is left to the ``base_model`` stage, which loads it."""
+    from resources.model_source import ModelSourceError, classify_model_spec
+
+    try:
+        source = classify_model_spec(spec, setting="train.base_model", root=root)
+    except ModelSourceError as exc:
+        return [f"base_model: {exc}"]
+    if source.kind == "embedded":
+        return []  # built here, with a template
+    directory = source.path
+    if source.kind == "hub":
+        from huggingface_hub import snapshot_download
+
+        try:
+            directory = Path(snapshot_download(source.spec, local_files_only=True))
+        except Exception:  # huggingface_hub raises several kinds for "not cached"; all mean the same here
+            return [
+                f"base_model: train.base_model = {source.spec!r} is not in the local Hugging Face cache and "
+                f"runs never download; run `hf download {source.spec}` first, or name a local directory."
+            ]
+    if directory is not None and _lacks_chat_template(directory):
+        return [
+            f"base_model: train.base_model = {source.spec!r}: its tokenizer has no chat template "
+            f"({directory}), so conversations cannot be formatted. Pick an instruct/chat variant, or add a "
+            "chat_template.jinja to the model directory."
+        ]
+    return []
+
+
+def _lacks_chat_template(directory: Path) -> bool:
+    """True only when the tokenizer's files say it has no template: transformers reads one from
+    ``chat_template.jinja``, ``chat_template.json`` or the ``chat_template`` of tokenizer_config.json."""
+    if (directory / "chat_template.jinja").is_file() or (directory / "chat_template.json").is_file():
+        return False
+    config = directory / "tokenizer_config.json"
+    if not config.is_file():
+        return False
+    try:
+        return not json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+    except (OSError, ValueError, AttributeError):
+        return False  # unreadable here: the stage's own load reports it
 
 
 def read_settings(root: Path = PROJECT_ROOT) -> set[str]:
@@ -132,7 +182,8 @@ def preflight(
 ) -> None:
     """Check every setting of a run before it starts: the settings of each stage in ``stage_names``
     (every stage by default) with the run config's overrides, and that params.yaml holds no setting
-    nobody reads. Takes milliseconds (no data, no model is touched).
+    nobody reads; for ``base_model``, that the base exists offline and has a chat template
+    (:func:`base_model_problems`). Takes well under a second: no data is read, no model is loaded.
 
     Raises:
         assets.params.ParamsError: params.yaml is missing, malformed or has an unknown section.
@@ -144,6 +195,6 @@ def preflight(
         problems += stage_problems(name, run_config, root)
     if problems:
         raise InputError(
-            f"{len(problems)} setting problem(s); nothing was run. Fix them in params.yaml (or the "
-            "launchpad config):\n" + "\n".join(f"- {p}" for p in problems)
+            f"{len(problems)} setting problem(s); fix them in params.yaml (or the launchpad config) and "
+            "run again:\n" + "\n".join(f"- {p}" for p in problems)
         )

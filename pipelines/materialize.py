@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preflight(None if args.all else [args.stage])
     except (ParamsError, InputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: nothing was run. {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:
         raise SystemExit(exc.args[0]) from None

@@ -153,3 +153,33 @@ def test_the_cli_fails_before_any_data_stage(tmp_path_factory: pytest.TempPathFa
     assert "train.method" in done.stderr and "qloraa" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (root / "data" / "raw_examples.parquet").exists()
+
+
+def test_a_base_model_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    root = params_root(tmp_path, "base_model: embedded", "base_model: ./no/such/model")
+    with pytest.raises(InputError, match=r"train\.base_model = './no/such/model'.*does not exist"):
+        preflight(["base_model"], root=root)
+
+
+def test_a_base_model_without_a_chat_template_fails_before_the_run(tmp_path: Path) -> None:
+    root = params_root(tmp_path, "base_model: embedded", "base_model: models/plain")
+    model = root / "models" / "plain"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "tokenizer_config.json").write_text('{"eos_token": "</s>"}')
+    with pytest.raises(
+        InputError, match=r"train\.base_model = 'models/plain': its tokenizer has no chat template"
+    ):
+        preflight(["base_model"], root=root)
+    (model / "chat_template.jinja").write_text("{% for m in messages %}{{ m.content }}{% endfor %}")
+    preflight(["base_model"], root=root)
+
+
+def test_a_hub_id_missing_from_the_cache_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    root = params_root(tmp_path, "base_model: embedded", "base_model: someone/not-cached-model")
+    with pytest.raises(
+        InputError, match=r"not in the local Hugging Face cache.*hf download someone/not-cached"
+    ):
+        preflight(["base_model"], root=root)

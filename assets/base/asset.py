@@ -22,7 +22,7 @@ def check_run_settings(context: dg.AssetExecutionContext) -> None:
         # params.yaml of the project the definitions were loaded from (their Config defaults).
         preflight(names, run_config=context.run.run_config)
     except ValueError as exc:  # ParamsError or InputError: both are messages for the user
-        raise fail(f"base_model: {exc}") from None
+        raise fail(f"base_model checks every setting of the run before its first steps: {exc}") from None
 
 
 # Only train.base_model decides this asset (see the stage table).
