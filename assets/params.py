@@ -202,7 +202,9 @@ def closest(name: str, known: Any) -> str:
     a list of the known names: the end of an "unknown name" message."""
     names = sorted(str(k) for k in known)
     match = difflib.get_close_matches(str(name), names, n=1)
-    return f"; did you mean '{match[0]}'?" if match else f"; known: {', '.join(names)}."
+    if match:
+        return f"; did you mean '{match[0]}'?"
+    return f"; known: {', '.join(names)}." if names else "."
 
 
 def qualified_names(entries: tuple[str, ...], root: Path = PROJECT_ROOT) -> dict[str, str]:

@@ -8,6 +8,9 @@ read: ``params_hash`` (of that run config) and, for the sensor, the raw file pat
 (``raw_path_requested``, ``raw_md5_requested``). ``raw_md5`` itself is written by raw_examples with the md5
 of the content it actually ingested.
 
+Neither asks for a run whose settings fail :func:`assets.preflight.preflight`: the tick is skipped with
+the problems as its reason (and in its log), instead of a run that fails at adapter after the data stages.
+
 Both also fail runs a killed process left STARTED (pipelines/instance.py), which would otherwise hold the
 one run slot and keep every queued run waiting.
 """
