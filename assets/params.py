@@ -7,6 +7,7 @@ typed and defaulted in exactly one place; the launchpad can still override any f
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import hashlib
 import json
@@ -88,6 +89,9 @@ def _load_params(path: Path, mtime_ns: int, size: int) -> dict[str, dict[str, An
         raise ParamsError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(params, dict):
         raise ParamsError(f"{path} must be a mapping of sections ({', '.join(SECTIONS)}).")
+    for name in params:
+        if name not in SECTIONS:
+            raise ParamsError(f"{path}: section '{name}' is not read by any stage{closest(name, SECTIONS)}")
     for section in SECTIONS:
         if not isinstance(params.get(section), dict):
             raise ParamsError(f"{path}: section '{section}' is missing or not a mapping.")
@@ -193,19 +197,43 @@ def config_class(
     return pydantic.create_model(class_name, __base__=base, __doc__=f"params.yaml {sources}", **fields)
 
 
-def settings_from(cls: type[T], values: dict[str, Any]) -> T:
+def closest(name: str, known: Any) -> str:
+    """'; did you mean X?' for the known name closest to ``name`` (difflib's ratio, at least 0.6), else
+    a list of the known names: the end of an "unknown name" message."""
+    names = sorted(str(k) for k in known)
+    match = difflib.get_close_matches(str(name), names, n=1)
+    if match:
+        return f"; did you mean '{match[0]}'?"
+    return f"; known: {', '.join(names)}." if names else "."
+
+
+def qualified_names(entries: tuple[str, ...], root: Path = PROJECT_ROOT) -> dict[str, str]:
+    """Config field name -> ``section.key`` for params entries (as :func:`setting_values` reads them), so a
+    message about a field names the line of params.yaml to edit."""
+    params = load_params(root)
+    names: dict[str, str] = {}
+    for entry in entries:
+        section_name, _, key = entry.partition(".")
+        for name in [key] if key else params[section_name]:
+            names[name] = f"{section_name}.{name}"
+    return names
+
+
+def settings_from(cls: type[T], values: dict[str, Any], names: dict[str, str] | None = None) -> T:
     """Build a logic module's settings dataclass from the fields of a stage Config it declares.
 
     Each value is checked against the field's annotation first (:func:`checked_value`), because a Config
     field takes its type from the YAML value: ``enabled: 'no'`` (quoted) would otherwise reach the code as
-    the text "no", which is true. Raises ValueError naming the setting; an int is accepted for a float.
+    the text "no", which is true. Raises ValueError naming the setting (as ``names`` spells it, e.g.
+    ``data.pii_redaction`` from :func:`qualified_names`); an int is accepted for a float.
     """
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = names or {}
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     try:
         hints = typing.get_type_hints(cls)
     except (NameError, TypeError):  # an annotation that cannot be resolved here: nothing to check against
         hints = {}
-    picked = {k: v for k, v in values.items() if k in names}
+    picked = {k: v for k, v in values.items() if k in fields}
     required = {
         f.name
         for f in dataclasses.fields(cls)  # type: ignore[arg-type]
@@ -213,10 +241,10 @@ def settings_from(cls: type[T], values: dict[str, Any]) -> T:
     }
     if missing := sorted(required - set(picked)):
         raise ValueError(
-            f"setting(s) {', '.join(repr(m) for m in missing)} missing: add them to their section of "
-            "params.yaml (a misspelled name is not read)."
+            f"setting(s) {', '.join(repr(names.get(m, m)) for m in missing)} missing: add them to their "
+            "section of params.yaml (a misspelled name is not read)."
         )
-    return cls(**{k: checked_value(k, v, hints.get(k, Any)) for k, v in picked.items()})
+    return cls(**{k: checked_value(names.get(k, k), v, hints.get(k, Any)) for k, v in picked.items()})
 
 
 _TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}

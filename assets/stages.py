@@ -148,6 +148,7 @@ ARTIFACTS: dict[str, Artifact] = {
 RECORDING_MODULES = frozenset(
     {
         "assets/params.py",
+        "assets/preflight.py",
         "assets/publishing.py",
         "assets/stages.py",
         "assets/types.py",

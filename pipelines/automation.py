@@ -8,6 +8,9 @@ read: ``params_hash`` (of that run config) and, for the sensor, the raw file pat
 (``raw_path_requested``, ``raw_md5_requested``). ``raw_md5`` itself is written by raw_examples with the md5
 of the content it actually ingested.
 
+Neither asks for a run whose settings fail :func:`assets.preflight.preflight`: the tick is skipped with
+the problems as its reason (and in its log), instead of a run that fails at adapter after the data stages.
+
 Both also fail runs a killed process left STARTED (pipelines/instance.py), which would otherwise hold the
 one run slot and keep every queued run waiting.
 """
@@ -21,8 +24,10 @@ from typing import Any
 import dagster as dg
 
 from assets import stages
-from assets.params import settings_hash
+from assets.params import ParamsError, settings_hash
+from assets.preflight import preflight
 from assets.publishing import current_config
+from assets.shared.errors import InputError
 from pipelines.instance import fail_orphaned_runs
 from resources.artifacts import dvc_md5
 from resources.project import resolve_path
@@ -48,6 +53,18 @@ def current_run_config(stage_names: Iterable[str] | None = None) -> dict[str, An
     return {"ops": {name: {"config": current_config(name)} for name in names}}
 
 
+def checked_run_config() -> dict[str, Any] | dg.SkipReason:
+    """:func:`current_run_config` once every setting in it passed :func:`assets.preflight.preflight`,
+    else a SkipReason naming each bad setting: a run that would fail at its adapter step after every data
+    stage is never launched, and the tick (and its log) says what to fix in params.yaml."""
+    try:
+        run_config = current_run_config()
+        preflight(run_config=run_config)
+    except (ParamsError, InputError) as exc:
+        return dg.SkipReason(f"not launched: {exc}")
+    return run_config
+
+
 def _raw_path(run_config: dict[str, Any]) -> str:
     return run_config["ops"][INGEST_STAGE]["config"]["raw_path"]
 
@@ -61,14 +78,17 @@ def _raw_path(run_config: dict[str, Any]) -> str:
     description="Retrain, evaluate and (if the gate passes) promote every Monday, with the settings "
     "params.yaml holds at that moment.",
 )
-def weekly_retrain(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def weekly_retrain(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     try:
         instance = context.instance
     except dg.DagsterInvariantViolationError:
         instance = None  # evaluated outside a deployment (a test, `dagster schedule preview`)
     if instance is not None:
         fail_orphaned_runs(instance, by="schedule weekly_retrain")
-    run_config = current_run_config()
+    run_config = checked_run_config()
+    if isinstance(run_config, dg.SkipReason):
+        context.log.error(run_config.skip_message or "")
+        return run_config
     return dg.RunRequest(run_config=run_config, tags={PARAMS_HASH_TAG: settings_hash(run_config)})
 
 
@@ -86,7 +106,10 @@ def raw_data_changed(context: dg.SensorEvaluationContext) -> dg.SensorResult | d
     for run_id in fail_orphaned_runs(context.instance, by="sensor raw_data_changed"):
         context.log.warning(f"run {run_id} was left STARTED by a process that is gone; marked it failed")
     # Watch what the next run will read: the run gets this very config.
-    run_config = current_run_config()
+    run_config = checked_run_config()
+    if isinstance(run_config, dg.SkipReason):
+        context.log.error(run_config.skip_message or "")
+        return run_config
     raw_path = _raw_path(run_config)
     if not isinstance(raw_path, str) or not raw_path.strip():
         return dg.SkipReason("data.raw_path is empty in params.yaml: nothing to watch")

@@ -33,10 +33,22 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--all", action="store_true", help="every asset and check, in order")
     args = parser.parse_args(argv)
 
+    from assets.params import ParamsError
+    from assets.preflight import preflight
+    from assets.shared.errors import InputError
+
+    # Every setting the run will use is checked first: a bad train.method fails here in a second, not
+    # at adapter after every data stage has run.
+    try:
+        preflight(None if args.all else [args.stage])
+    except (ParamsError, InputError) as exc:
+        print(f"error: nothing was run. {exc}", file=sys.stderr)
+        return 2
+    except KeyError as exc:
+        raise SystemExit(exc.args[0]) from None
+
     ensure_dagster_home()
     import dagster as dg
-
-    from assets.params import ParamsError
 
     try:
         from pipelines.automation import FULL_JOB

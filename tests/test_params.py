@@ -220,3 +220,25 @@ def test_a_misspelled_setting_is_named_as_missing(tmp_path: Path) -> None:
     root = params_root(tmp_path, "  learning_rate:", "  lerning_rate:")
     with pytest.raises(ValueError, match=r"'learning_rate' missing.*misspelled"):
         settings_from(TrainSettings, config_class("train", dg.Config, root)().model_dump())
+
+
+def test_settings_from_names_a_setting_by_its_section(tmp_path: Path) -> None:
+    from assets.ingest.settings import IngestOptions
+    from assets.params import qualified_names, setting_values, settings_from
+
+    root = params_root(tmp_path, "pii_redaction: true", "pii_redaction: 'no'")
+    names = qualified_names(("data",), root)
+    assert names["pii_redaction"] == "data.pii_redaction"
+    with pytest.raises(ValueError, match=r"^setting 'data\.pii_redaction' is 'no' \(text\)"):
+        settings_from(IngestOptions, setting_values(("data",), root), names)
+    # Without names, the field name alone (as before).
+    with pytest.raises(ValueError, match=r"^setting 'pii_redaction' is 'no'"):
+        settings_from(IngestOptions, setting_values(("data",), root))
+
+
+def test_an_unknown_section_is_refused_with_the_closest_name(tmp_path: Path) -> None:
+    root = params_root(tmp_path, "\nexport:\n", "\nexports:\n")
+    with pytest.raises(
+        ParamsError, match=r"section 'exports' is not read by any stage; did you mean 'export'\?"
+    ):
+        load_params(root)
