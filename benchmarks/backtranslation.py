@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from assets.augment.settings import AugmentSettings
 from assets.augment.translation_cache import TranslationCache
 from assets.ingest.normalize import normalize_file
 from assets.params import section, settings_from
+from benchmarks.machine import machine_facts
 from resources.project import PROJECT_ROOT
 from resources.translators import load_translator, resolve_translator
 
@@ -248,14 +248,11 @@ def main() -> int:
         cache = cached_reruns(settings, embedded_root, rows, Path(tmp) / "cache" / "translations.sqlite3")
     figures = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        },
+        "machine": machine_facts(
+            torch=torch.__version__,
+            torch_threads=torch.get_num_threads(),
+            load_average_1m_before=round(load_before[0], 2),
+        ),
         "model": "embedded tiny Marian pairs (random weights); real opus-mt figures need a real model",
         "generation": gen,
         "cache": cache,

@@ -23,7 +23,6 @@ import dataclasses
 import json
 import logging
 import os
-import platform
 import random
 import resource
 import subprocess
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from assets.clean import pipeline
 from assets.clean.pipeline import CleanSettings, clean_rows
 from assets.params import section, settings_from
+from benchmarks.machine import machine_facts
 
 TARGET_RATIO = 2.3
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -274,12 +274,7 @@ def main() -> int:
     cpu_ratio = runs[1]["cpu_seconds"] / runs[0]["cpu_seconds"]
     figures = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average": os.getloadavg(),
-        },
+        "machine": machine_facts(),
         "time_ratio": round(ratio, 3),
         # CPU time of the process (all its threads): less moved by other work on a shared machine.
         "cpu_time_ratio": round(cpu_ratio, 3),

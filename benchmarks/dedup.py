@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -34,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import machine_facts
 from benchmarks.planted import planted_set, score
 
 DUPLICATE_FRACTION = 0.3
@@ -169,12 +168,7 @@ def main() -> int:
         results.append(_child(method, rows))
     figures = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-        },
+        "machine": machine_facts(),
         "planted": {"duplicate_fraction": DUPLICATE_FRACTION, "templated_fraction": 0.1, "seed": SEED},
         "baseline": BASELINE,
         "results": results,

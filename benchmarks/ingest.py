@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import resource
 import subprocess
@@ -36,6 +34,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import machine_facts
 
 SEED = 5
 BASELINE = "whole"
@@ -222,7 +222,7 @@ def main() -> int:
             path.unlink()
     figures = {
         "benchmark": "ingest",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": machine_facts(),
         "date": time.strftime("%Y-%m-%d"),
         "baseline": BASELINE,
         "results": results,

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import sys
 import time
@@ -24,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from assets.clean.pipeline import CleanSettings, clean_rows
 from assets.ingest.normalize import normalize_file
 from assets.params import section, settings_from
+from benchmarks.machine import machine_facts
 from resources.project import PROJECT_ROOT
 
 DEFAULT_PATH = PROJECT_ROOT.parent / "shared" / "data" / "oasst2" / "oasst2_filtered.jsonl"
@@ -62,11 +61,7 @@ def main() -> int:
             shown.append({"id": row["id"], "detail": row["detail"][:DETAIL_CHARS]})
     figures = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine_facts(),
         "input": str(args.path),
         "trees": trees,
         "rows": len(rows),

@@ -111,16 +111,20 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _open_bytes(path: Path) -> BinaryIO:
+    """``path`` opened for reading bytes; an IngestError naming the file when it cannot be read."""
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        message = f"data.raw_path: cannot read {path}: {exc.strerror}; check its permissions"
+        raise IngestError(message) from exc
+
+
 def _text_lines(path: Path) -> Iterator[str]:
     """The physical lines of a UTF-8 text file with their line ends, one at a time. Only LF ends a line
     (binary reading, so a CR or U+2028 inside a JSON string never shifts line numbers); a leading
     byte-order mark, which spreadsheet exports often add, is dropped."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise IngestError(
-            f"data.raw_path: cannot read {path}: {exc.strerror}; check its permissions"
-        ) from exc
+    handle = _open_bytes(path)
     with handle:
         for number, data in enumerate(handle, start=1):
             try:
@@ -181,12 +185,7 @@ def _read_json(path: Path) -> Iterator[RawRecord]:
 @contextlib.contextmanager
 def _json_bytes(path: Path) -> Iterator[BinaryIO]:
     """``path`` opened for reading bytes, past a leading byte-order mark (the parser refuses one)."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise IngestError(
-            f"data.raw_path: cannot read {path}: {exc.strerror}; check its permissions"
-        ) from exc
+    handle = _open_bytes(path)
     with handle:
         if handle.read(3) != codecs.BOM_UTF8:
             handle.seek(0)
