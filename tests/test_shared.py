@@ -125,3 +125,10 @@ def test_a_turn_with_weight_zero_is_context_not_a_target(tokenizer) -> None:
         [t for t, lab in zip(feature["input_ids"], feature["labels"], strict=True) if lab != IGNORE_INDEX]
     )
     assert "A good second answer." in trained and "weak" not in trained
+
+
+def test_a_markdown_cell_keeps_placeholders_visible_and_the_table_whole() -> None:
+    from assets.shared.text import markdown_cell
+
+    assert markdown_cell("a|b <EMAIL>~9c5f") == "a\\|b &lt;EMAIL>~9c5f"
+    assert markdown_cell(42) == "42"

@@ -22,6 +22,7 @@ from assets.publishing import (
     stage_settings,
     stage_value,
 )
+from assets.shared.text import markdown_cell
 from assets.types import Dataset
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
@@ -225,7 +226,7 @@ def label_issue_table(scores: list[dict], shown: int = 20) -> str:
     lines = ["| id | given category | suggested category | label quality |", "|---|---|---|---|"]
     for score in flagged[:shown]:
         cells = (score["id"], score["given_category"], score["suggested_category"])
-        escaped = [str(cell).replace("|", "\\|") for cell in cells]
+        escaped = [markdown_cell(cell) for cell in cells]
         lines.append(f"| {' | '.join(escaped)} | {score['label_score']:.3f} |")
     if len(flagged) > shown:
         lines.append(f"| … and {len(flagged) - shown} more | | | |")
@@ -257,9 +258,9 @@ def reason_examples(rejected: list[dict], per_reason: int = 3) -> str:
     for reason in sorted(by_reason):
         rows = by_reason[reason]
         for row in rows[:per_reason]:
-            detail = " ".join(str(row["detail"]).split()).replace("|", "\\|")
-            detail = detail if len(detail) <= 200 else detail[:199] + "…"
-            row_id = str(row["id"]).replace("|", "\\|")
+            detail = " ".join(str(row["detail"]).split())
+            detail = markdown_cell(detail if len(detail) <= 200 else detail[:199] + "…")
+            row_id = markdown_cell(row["id"])
             lines.append(f"| {reason} | {len(rows)} | {row_id} | {detail} |")
     return "\n".join(lines) if by_reason else "none"
 
@@ -270,7 +271,7 @@ def _excerpt(row: dict | None, chars: int = 80) -> str:
         return "(not found)"
     text = " ".join(" ".join(str(m["content"] or "") for m in row["messages"] or []).split())
     text = text if len(text) <= chars else text[: chars - 1] + "…"
-    return text.replace("|", "\\|")
+    return markdown_cell(text)
 
 
 def cluster_table(clusters: list, chars: int = 80) -> str:
@@ -282,8 +283,8 @@ def cluster_table(clusters: list, chars: int = 80) -> str:
         "|---|---|---|---|---|",
     ]
     for cluster in clusters:
-        cluster_id = cluster.cluster_id.replace("|", "\\|")
-        removed_id = str(cluster.removed["id"]).replace("|", "\\|")
+        cluster_id = markdown_cell(cluster.cluster_id)
+        removed_id = markdown_cell(cluster.removed["id"])
         removed = f"{removed_id}: {_excerpt(cluster.removed, chars)}"
         kept = _excerpt(cluster.kept, chars)
         lines.append(f"| {cluster_id} | {cluster.reason} | {cluster.size} | {kept} | {removed} |")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from assets.evaluate.examples import UNSCORED_REASONS
+from assets.shared.text import markdown_cell
 
 METRIC_COLUMNS = ("perplexity", "rougeL", "bleu", "answer_exact_match", "n_scored", "n_unscored")
 MODEL_ORDER = ("base", "candidate", "champion")
@@ -67,7 +68,7 @@ def _cell(text: str, width: int) -> str:
     text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
     if len(text) > width:
         text = text[: width - 1] + "…"
-    return text.replace("|", "\\|")
+    return markdown_cell(text)
 
 
 def _number(value: Any) -> str:

@@ -29,3 +29,9 @@ def conversation_text(messages: list[dict[str, str]]) -> str:
         f"{m['role']}: {m['content'] or ''}" + (f" {m['tool_calls']}" if m.get("tool_calls") else "")
         for m in messages
     )
+
+
+def markdown_cell(text: object) -> str:
+    """``text`` safe inside a markdown table cell: pipes escaped, and ``<`` written as ``&lt;`` so a
+    placeholder such as ``<EMAIL>`` is shown, not taken for an HTML tag and dropped."""
+    return str(text).replace("|", "\\|").replace("<", "&lt;")
