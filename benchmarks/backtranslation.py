@@ -42,7 +42,7 @@ from assets.augment.settings import AugmentSettings
 from assets.augment.translation_cache import TranslationCache
 from assets.ingest.normalize import normalize_file
 from assets.params import section, settings_from
-from benchmarks.machine import machine_facts
+from benchmarks.results import machine_facts, write_results
 from resources.project import PROJECT_ROOT
 from resources.translators import load_translator, resolve_translator
 
@@ -268,8 +268,7 @@ def main() -> int:
         fast = gen["ctranslate2_batched"]["speedup_over_transformers_batched_sorted"]
         print(f"ctranslate2 vs transformers, both batched and sorted: {fast}x")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    write_results(figures, out)
     return 0
 
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from assets.clean import pipeline
 from assets.clean.pipeline import CleanSettings, clean_rows
 from assets.params import section, settings_from
-from benchmarks.machine import machine_facts
+from benchmarks.results import machine_facts, write_results
 
 TARGET_RATIO = 2.3
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -293,8 +293,7 @@ def main() -> int:
         f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    write_results(figures, out)
     return 0
 
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import machine_facts
 from benchmarks.planted import planted_set, score
+from benchmarks.results import machine_facts, write_results
 
 DUPLICATE_FRACTION = 0.3
 SEED = 11
@@ -176,8 +176,7 @@ def main() -> int:
     print(_table(results))
     print(json.dumps(figures, indent=2, ensure_ascii=False))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_results(figures, out)
     return 0
 
 

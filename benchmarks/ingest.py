@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import machine_facts
+from benchmarks.results import machine_facts, write_results
 
 SEED = 5
 BASELINE = "whole"
@@ -229,8 +229,7 @@ def main() -> int:
     }
     print(_table(results))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    write_results(figures, out)
     print(f"wrote {out}")
     return 0
 

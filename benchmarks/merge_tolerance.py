@@ -15,13 +15,13 @@ full-precision weights instead of the de-quantized ones (an unfaithful merge), m
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.results import write_results
 
 PROMPTS = [
     "What is 3 plus 3?",
@@ -128,10 +128,9 @@ def main() -> None:
     for dtype, value in worst.items():
         print(f"  {dtype:>9}: {value:.3g} ({value / worst['float32']:.0f}x)")
     print(f"smallest difference of an unfaithful merge (original weights, float32): {unfaithful:.3g}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     summary = {"worst_fraction_of_scale": worst, "smallest_unfaithful_diff": unfaithful}
     result = {"machine": platform.platform(), "python": platform.python_version(), "rows": rows, **summary}
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_results(result, args.out)
     print(f"wrote {args.out}")
 
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from assets.clean.pipeline import CleanSettings, clean_rows
 from assets.ingest.normalize import normalize_file
 from assets.params import section, settings_from
-from benchmarks.machine import machine_facts
+from benchmarks.results import machine_facts, write_results
 from resources.project import PROJECT_ROOT
 
 DEFAULT_PATH = PROJECT_ROOT.parent / "shared" / "data" / "oasst2" / "oasst2_filtered.jsonl"
@@ -79,8 +79,7 @@ def main() -> int:
     }
     print(json.dumps(figures, indent=2, ensure_ascii=False))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_results(figures, out)
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.results import write_results
 from pipelines.workspace import copy_project, run_in
 
 
@@ -72,8 +73,7 @@ def main() -> int:
     }
     print(json.dumps(figures, indent=2))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    write_results(figures, out)
     return 0
 
 

@@ -120,25 +120,18 @@ def bootstrap_interval(differences: list[float], settings: GateSettings) -> Inte
     mean = float(data.mean())
     if np.ptp(data) == 0:  # no spread: every resample has the same mean
         return Interval(mean, mean, mean, len(data))
-    result = stats.bootstrap(
-        (data,),
-        np.mean,
-        confidence_level=settings.confidence_level,
-        n_resamples=settings.bootstrap_resamples,
-        method="BCa",
-        rng=np.random.default_rng(settings.seed),
-    )
-    low, high = result.confidence_interval
-    if not (math.isfinite(low) and math.isfinite(high)):
+    for method in ("BCa", "percentile"):  # BCa unless its acceleration is undefined (a non-finite bound)
         result = stats.bootstrap(
             (data,),
             np.mean,
             confidence_level=settings.confidence_level,
             n_resamples=settings.bootstrap_resamples,
-            method="percentile",
+            method=method,
             rng=np.random.default_rng(settings.seed),
         )
         low, high = result.confidence_interval
+        if math.isfinite(low) and math.isfinite(high):
+            break
     return Interval(mean, float(low), float(high), len(data))
 
 

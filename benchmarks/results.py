@@ -1,9 +1,12 @@
-"""The facts about the machine every benchmark records beside its figures (benchmarks/results/*.json)."""
+"""What every benchmark writes beside its figures: the machine they were measured on, and the JSON file
+itself (benchmarks/results/*.json)."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 
@@ -17,3 +20,9 @@ def machine_facts(**extra: Any) -> dict[str, Any]:
         "load_average": [round(value, 2) for value in os.getloadavg()],
         **extra,
     }
+
+
+def write_results(figures: dict[str, Any], out: Path) -> None:
+    """``figures`` as indented UTF-8 JSON at ``out`` (its folder made when missing)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
