@@ -45,6 +45,7 @@ def adapter(
     resolved settings, the method and the base it was trained on), `loss_history.json` and
     `validation_history.json`. A killed run resumes from its last checkpoint in `.cache/train/`."""
     from assets.train.checkpoints import run_key, work_dir_for
+    from assets.train.distributed import check_launch, train_in_processes
     from assets.train.plot import loss_curve_png, loss_sparklines, markdown_image
     from assets.train.settings import TrainSettings
     from assets.train.training import train_adapter
@@ -57,8 +58,13 @@ def adapter(
         with user_errors("adapter"):
             settings.method_config.check_schedule(settings.total_steps(len(train_split)))
     base_source = models.base_record(base_model)["source"]
-    model = models.causal_lm(base_model, quantization=settings.quantization)
-    tokenizer = models.tokenizer(base_model)
+    if settings.processes > 1:
+        with user_errors("adapter"):
+            check_launch(settings.processes, models.device)
+    else:
+        # With more processes each rank loads the base on its own device (assets/train/worker.py).
+        model = models.causal_lm(base_model, quantization=settings.quantization)
+        tokenizer = models.tokenizer(base_model)
     # train_adapter writes atomically: a failed or interrupted run leaves the previous adapter in place.
     store = artifact_store(storage)
     out_dir = store.path("adapter")
@@ -67,18 +73,32 @@ def adapter(
     # Checkpoints are kept per inputs and settings: a re-run after a kill resumes only the same run.
     work_dir = work_dir_for(Path(storage.root), run_key(inputs, config.model_dump(), base_source))
     with user_errors("adapter"):
-        result = train_adapter(
-            model,
-            tokenizer,
-            train_split.to_list(),
-            validation_split.to_list(),
-            settings,
-            out_dir,
-            base_model_source=base_source,
-            inputs=inputs,
-            work_dir=work_dir,
-            log=context.log.info,
-        )
+        if settings.processes > 1:
+            result = train_in_processes(
+                settings,
+                base_dir=base_model,
+                train_path=store.require("train_split"),
+                validation_path=store.require("validation_split"),
+                out_dir=out_dir,
+                device=models.device,
+                base_model_source=base_source,
+                inputs=inputs,
+                work_dir=work_dir,
+                log=context.log.info,
+            )
+        else:
+            result = train_adapter(
+                model,
+                tokenizer,
+                train_split.to_list(),
+                validation_split.to_list(),
+                settings,
+                out_dir,
+                base_model_source=base_source,
+                inputs=inputs,
+                work_dir=work_dir,
+                log=context.log.info,
+            )
     losses = [h["loss"] for h in result.loss_history if "loss" in h]
     metadata = {
         "base_model": base_source,
@@ -96,6 +116,10 @@ def adapter(
         "mergeable": result.mergeable,
         "gradient_checkpointing": result.gradient_checkpointing,
         "group_by_length": settings.group_by_length,
+        "processes": settings.processes,
+        "effective_batch_size": settings.processes
+        * settings.batch_size
+        * settings.gradient_accumulation_steps,
         "resumed_from_step": result.resumed_from_step,
         "rows_longer_than_max_seq_length": result.truncation.longer_than_limit,
         "answers_cut_by_max_seq_length": result.truncation.answers_cut,

@@ -72,27 +72,33 @@ def checkpoints(work_dir: Path) -> list[tuple[int, Path, bool]]:
     return sorted(found)
 
 
-def last_complete_checkpoint(work_dir: Path) -> Path | None:
-    """The complete checkpoint with the highest step; incomplete ones are deleted (they are what a kill
-    during a save leaves, and the Trainer's own rotation must not count them)."""
+def last_complete_checkpoint(work_dir: Path, *, prune: bool = True) -> Path | None:
+    """The complete checkpoint with the highest step; with ``prune``, incomplete ones are deleted (they
+    are what a kill during a save leaves, and the Trainer's own rotation must not count them). In a
+    multi-process run only the main process prunes; the others just skip them."""
     last = None
     for _step, path, complete in checkpoints(work_dir):
         if complete:
             last = path
-        else:
-            shutil.rmtree(path)
+        elif prune:
+            shutil.rmtree(path, ignore_errors=True)
     return last
 
 
 def completion_callback() -> Any:
     """A transformers ``TrainerCallback`` that marks each checkpoint complete once the Trainer has
-    written all of it (``on_save`` runs after the whole checkpoint is saved)."""
+    written all of it (``on_save`` runs after the whole checkpoint is saved). In a multi-process run
+    every process writes its own RNG state into the checkpoint, so all of them wait at a barrier and
+    the main process alone writes the marker."""
     from transformers import TrainerCallback
+
+    from assets.train.distributed import barrier
 
     class MarkComplete(TrainerCallback):
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            barrier()
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if checkpoint.is_dir():
+            if state.is_world_process_zero and checkpoint.is_dir():
                 mark_complete(checkpoint)
 
     return MarkComplete()

@@ -46,6 +46,7 @@ class TrainSettings:
     save_steps: int
     log_every_steps: int
     log_every_seconds: float
+    processes: int
     # Method-specific (assets/train/methods/): LoRA family, AdaLoRA, IA3, soft prompts.
     lora_r: int
     lora_alpha: int
@@ -120,6 +121,11 @@ class TrainSettings:
             )
         if not isinstance(self.group_by_length, bool):
             problems.append(f"group_by_length must be true or false; got {self.group_by_length!r}")
+        if isinstance(self.processes, bool) or not isinstance(self.processes, int) or self.processes < 1:
+            problems.append(
+                f"processes must be a positive integer (1: train in the Dagster process; more: one "
+                f"data-parallel process each, assets/train/distributed.py); got {self.processes!r}"
+            )
         return problems
 
     def _method_problems(self, chosen: Method) -> list[str]:
@@ -161,11 +167,14 @@ class TrainSettings:
         return self.gradient_checkpointing == "always" or self.quantization is not None
 
     def total_steps(self, train_examples: int) -> int:
-        """Optimizer steps of a one-process run over ``train_examples`` rows, as transformers' Trainer
-        counts them (the last partial batch and accumulation group count as steps)."""
+        """Optimizer steps of a run over ``train_examples`` rows, as transformers' Trainer counts them
+        (the last partial batch and accumulation group count as steps). With ``processes`` > 1 each
+        process reads its share of the rows (torch's DistributedSampler pads them to a multiple of the
+        process count), so one step consumes ``processes * batch_size * gradient_accumulation_steps``."""
         if self.max_steps > 0:
             return self.max_steps
-        batches = math.ceil(train_examples / self.batch_size)
+        per_process = math.ceil(train_examples / self.processes)
+        batches = math.ceil(per_process / self.batch_size)
         per_epoch = max(math.ceil(batches / self.gradient_accumulation_steps), 1)
         return math.ceil(self.epochs * per_epoch)
 

@@ -26,6 +26,7 @@ from assets.shared.chat import pad_batch
 from assets.shared.errors import InputError
 from assets.shared.training_record import TrainingRecord
 from assets.train.checkpoints import completion_callback, last_complete_checkpoint
+from assets.train.distributed import is_main_process
 from assets.train.methods.adalora import rank_allocation_callback
 from assets.train.progress import progress_callback
 from assets.train.settings import TrainSettings
@@ -182,7 +183,8 @@ def train_adapter(
         work_dir = Path(scratch.name)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    resume_from = last_complete_checkpoint(work_dir)
+    # Under torchrun every rank finds the same checkpoint; only rank 0 deletes incomplete ones.
+    resume_from = last_complete_checkpoint(work_dir, prune=is_main_process())
     try:
         args = TrainingArguments(
             output_dir=str(work_dir),
@@ -272,15 +274,17 @@ def train_adapter(
         method=settings.method,
         mergeable=chosen.mergeable,
     )
-    with atomic_directory(out_dir) as staging:
-        _save_model(model, staging, base_model_source)
-        tokenizer.save_pretrained(staging)
-        record.write(staging)
-        _write_json(staging / LOSS_HISTORY_FILE, history)
-        _write_json(staging / VALIDATION_HISTORY_FILE, validation_history)
-    if scratch is None:
-        # The output is safe on disk: this run's checkpoints are no longer needed.
-        shutil.rmtree(work_dir, ignore_errors=True)
+    if is_main_process():
+        # DDP keeps every rank's weights identical: rank 0 alone writes them (assets/train/distributed.py).
+        with atomic_directory(out_dir) as staging:
+            _save_model(model, staging, base_model_source)
+            tokenizer.save_pretrained(staging)
+            record.write(staging)
+            _write_json(staging / LOSS_HISTORY_FILE, history)
+            _write_json(staging / VALIDATION_HISTORY_FILE, validation_history)
+        if scratch is None:
+            # The output is safe on disk: this run's checkpoints are no longer needed.
+            shutil.rmtree(work_dir, ignore_errors=True)
     return TrainResult(
         loss_history=history,
         validation_history=validation_history,
