@@ -228,14 +228,15 @@ def test_a_problem_the_user_fixes_comes_back_as_the_ranks_own_message(
     assert not (tmp_path / "adapter").exists()
 
 
-# The run worker: trains in two ranks with progress on stdout, long enough to be killed mid-run.
+# Long enough to kill mid-run, short enough to finish after resuming; a complete checkpoint every 2 steps.
+RESUMABLE = {"max_steps": 20, "save_steps": 2, "eval_steps": 20, "log_every_steps": 1}
+# The run worker: trains in two ranks with rank 0's progress on its stdout.
 PARENT = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from tests.test_train_distributed import _launch
-_launch(Path({work!r}), Path({base!r}), Path({train!r}), max_steps=10000, save_steps=10000, eval_steps=10000,
-        log=print)
+from tests.test_train_distributed import RESUMABLE, _launch
+_launch(Path({work!r}), Path({base!r}), Path({train!r}), log=print, **RESUMABLE)
 """
 
 
@@ -256,24 +257,31 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
-def test_a_run_worker_killed_with_sigkill_takes_its_ranks_with_it(tmp_path: Path, tiny_base: Path) -> None:
+def test_a_killed_multi_process_run_stops_its_ranks_and_resumes_to_the_same_losses(
+    tmp_path: Path, tiny_base: Path
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     train = tmp_path / "train.parquet"
     pq.write_table(pa.Table.from_pylist(rows(8)), train)
+    (tmp_path / "reference").mkdir()
+    reference = _launch(tmp_path / "reference", tiny_base, train, **RESUMABLE)
+
+    run = tmp_path / "run"
+    run.mkdir()
     script = tmp_path / "parent.py"
     script.write_text(
-        PARENT.format(root=str(PROJECT_ROOT), work=str(tmp_path), base=str(tiny_base), train=str(train))
+        PARENT.format(root=str(PROJECT_ROOT), work=str(run), base=str(tiny_base), train=str(train))
     )
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout is not None
         for line in parent.stdout:
-            if line.startswith("step "):  # rank 0 is training
+            if line.startswith("step 5/"):  # checkpoint-4 is complete by now
                 break
         else:
-            pytest.fail(f"training never started (exit code {parent.wait()})")
+            pytest.fail(f"training never reached step 5 (exit code {parent.wait()})")
         [torchrun] = _children(parent.pid)
         ranks = _children(torchrun)
         assert len(ranks) == 2
@@ -286,3 +294,15 @@ def test_a_run_worker_killed_with_sigkill_takes_its_ranks_with_it(tmp_path: Path
     finally:
         if parent.poll() is None:
             parent.kill()
+    assert not (run / "adapter").exists(), "a killed run must leave no output"
+
+    resumed = _launch(run, tiny_base, train, **RESUMABLE)
+    assert resumed.resumed_from_step is not None and 4 <= resumed.resumed_from_step < 20
+    assert resumed.steps == reference.steps == 20
+    done = resumed.resumed_from_step
+    expected = [h for h in reference.loss_history if h["step"] > done]
+    assert [h["step"] for h in resumed.loss_history if h["step"] > done] == [h["step"] for h in expected]
+    assert [h["loss"] for h in resumed.loss_history if h["step"] > done] == pytest.approx(
+        [h["loss"] for h in expected], rel=1e-5
+    )
+    assert resumed.eval_loss == pytest.approx(reference.eval_loss, rel=1e-5)
