@@ -57,11 +57,12 @@ def test_processes_must_be_a_positive_integer(value: Any) -> None:
 
 
 def test_one_step_consumes_processes_times_batch_rows() -> None:
-    # Like torch's DistributedSampler: each rank gets ceil(rows / processes) rows (padded by repeats).
+    # Each rank takes every N-th batch of batch_size rows (accelerate pads so all ranks get as many).
     base = replace(settings(), max_steps=-1, epochs=1, batch_size=2, gradient_accumulation_steps=1)
     assert [replace(base, processes=n).total_steps(8) for n in (1, 2, 3)] == [4, 2, 2]
     assert replace(base, processes=2, gradient_accumulation_steps=2).total_steps(8) == 1
     assert replace(base, processes=4, epochs=2).total_steps(7) == 2
+    assert replace(base, processes=3, gradient_accumulation_steps=2).effective_batch_size == 12
 
 
 def test_a_launch_this_machine_cannot_do_is_refused_before_it_starts() -> None:

@@ -117,9 +117,7 @@ def adapter(
         "gradient_checkpointing": result.gradient_checkpointing,
         "group_by_length": settings.group_by_length,
         "processes": settings.processes,
-        "effective_batch_size": settings.processes
-        * settings.batch_size
-        * settings.gradient_accumulation_steps,
+        "effective_batch_size": settings.effective_batch_size,
         "resumed_from_step": result.resumed_from_step,
         "rows_longer_than_max_seq_length": result.truncation.longer_than_limit,
         "answers_cut_by_max_seq_length": result.truncation.answers_cut,

@@ -166,15 +166,19 @@ class TrainSettings:
             return False
         return self.gradient_checkpointing == "always" or self.quantization is not None
 
+    @property
+    def effective_batch_size(self) -> int:
+        """Rows per optimizer step: ``processes * batch_size * gradient_accumulation_steps``."""
+        return self.processes * self.batch_size * self.gradient_accumulation_steps
+
     def total_steps(self, train_examples: int) -> int:
         """Optimizer steps of a run over ``train_examples`` rows, as transformers' Trainer counts them
         (the last partial batch and accumulation group count as steps). With ``processes`` > 1 each
-        process reads its share of the rows (torch's DistributedSampler pads them to a multiple of the
-        process count), so one step consumes ``processes * batch_size * gradient_accumulation_steps``."""
+        process takes every N-th batch (accelerate's sharded data loader, padded so all get as many),
+        so one step consumes :attr:`effective_batch_size` rows."""
         if self.max_steps > 0:
             return self.max_steps
-        per_process = math.ceil(train_examples / self.processes)
-        batches = math.ceil(per_process / self.batch_size)
+        batches = math.ceil(train_examples / (self.batch_size * self.processes))
         per_epoch = max(math.ceil(batches / self.gradient_accumulation_steps), 1)
         return math.ceil(self.epochs * per_epoch)
 
