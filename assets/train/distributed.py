@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
@@ -129,15 +128,19 @@ class WorkerSpec:
         return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def _stop_with_parent() -> None:
-    """In the torchrun process, before it starts: ask Linux for SIGTERM when the process that started it
-    dies (prctl PR_SET_PDEATHSIG), so a run worker killed with SIGKILL leaves no ranks training on into
-    the work directory a re-run will resume from. torchrun passes SIGTERM on to its ranks."""
+def _exec_tied_to_parent(parent: int, command: list[str]) -> None:
+    """Become ``command`` (execv), after asking Linux for SIGTERM when ``parent`` dies (prctl
+    PR_SET_PDEATHSIG, which survives exec): a run worker killed with SIGKILL then leaves no rank training
+    on into the work directory a re-run resumes from (torchrun passes SIGTERM on to its ranks). Done in
+    a process of its own rather than in Popen's ``preexec_fn``, which can deadlock in a threaded parent."""
     import ctypes
     import signal
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request was in place
+        sys.exit(1)
+    os.execv(command[0], command)
 
 
 def launch_command(processes: int, spec_path: Path) -> list[str]:
@@ -232,16 +235,15 @@ def train_in_processes(
         "TMPDIR": tempfile.gettempdir(),
         "PYTHONUNBUFFERED": "1",
     }
-    tail: deque[str] = deque(maxlen=_STDERR_TAIL)
     with stderr_path.open("w", encoding="utf-8") as stderr:
+        tied = [sys.executable, "-m", __name__, str(os.getpid()), *command]
         process = subprocess.Popen(
-            command,
+            tied if sys.platform.startswith("linux") else command,
             stdout=subprocess.PIPE,
             stderr=stderr,
             env=env,
             text=True,
             bufsize=1,
-            preexec_fn=_stop_with_parent if sys.platform.startswith("linux") else None,
         )
         try:
             assert process.stdout is not None
@@ -263,8 +265,7 @@ def train_in_processes(
     if error_path.is_file():
         raise InputError(json.loads(error_path.read_text(encoding="utf-8"))["message"])
     if returncode != 0:
-        for line in stderr_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            tail.append(line)
+        tail = stderr_path.read_text(encoding="utf-8", errors="replace").splitlines()[-_STDERR_TAIL:]
         raise TrainingProcessError(
             f"Training with train.processes = {processes} failed: torchrun exited with code {returncode}. "
             f"Last lines of the ranks' stderr ({stderr_path}):\n" + "\n".join(tail)
@@ -277,3 +278,8 @@ def train_in_processes(
     result = result_from_json(json.loads(result_path.read_text(encoding="utf-8")))
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
+
+
+if __name__ == "__main__":
+    # python -m assets.train.distributed <parent pid> <command...>: see _exec_tied_to_parent.
+    _exec_tied_to_parent(int(sys.argv[1]), sys.argv[2:])
