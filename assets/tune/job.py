@@ -122,6 +122,13 @@ def hyperparameter_search_op(
         **{f"{key} DVC md5": md5 for key, md5 in inputs.items()},
         "Dagster run": context.run_id,
     }
+    if config.max_steps != -1:
+        full = current_config("adapter")
+        length = f"max_steps {full['max_steps']}" if full["max_steps"] > 0 else f"epochs {full['epochs']}"
+        provenance["note"] = (
+            f"trials were shortened to {config.max_steps} steps (params.yaml trains {length}); the best "
+            "short run need not be the best full one"
+        )
     best_file = write_results(result, Path(storage.root) / TUNING_DIR, provenance)
     best = result.best
     context.log.info(
@@ -139,7 +146,6 @@ def hyperparameter_search_op(
         ),
         "best_params_file": dg.MetadataValue.path(str(best_file)),
         "trials": inline_markdown(lambda limit: trials_table(result, limit), sizes),
-        "trials_all": dg.MetadataValue.md(trials_table(result)),
         "validation_loss_by_trial": inline_markdown(
             lambda width: loss_sparkline(result, width), (48, 24, 12)
         ),
@@ -153,6 +159,8 @@ def hyperparameter_search_op(
         "search_space": dg.MetadataValue.json({d.name: d.describe() for d in space}),
         "inputs": dg.MetadataValue.json(inputs),
     }
+    if len(result.trials) > 10:  # the inline table may show only the best; the whole one a click away
+        metadata["trials_all"] = dg.MetadataValue.md(trials_table(result))
     return dg.Output(None, metadata=metadata)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,8 +50,16 @@ def best_params_yaml(result: SearchResult, provenance: Mapping[str, str]) -> str
         + ".",
     ]
     header += [f"# {name}: {value}" for name, value in provenance.items()]
+    header = [wrapped for line in header for wrapped in _comment_lines(line)]
     body = yaml.safe_dump({"train": dict(best.params)}, sort_keys=False, default_flow_style=False)
     return "\n".join(header) + "\n" + body
+
+
+def _comment_lines(line: str, width: int = 100) -> list[str]:
+    """A YAML comment line wrapped at ``width`` characters, each piece a comment."""
+    if len(line) <= width:
+        return [line]
+    return ["# " + piece for piece in textwrap.wrap(line.removeprefix("# "), width - 2)]
 
 
 def trials_csv(result: SearchResult) -> str:
@@ -138,6 +147,7 @@ def search_plot_png(result: SearchResult) -> bytes:
 
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     done = [t for t in result.trials if t.validation_loss is not None]
     best = result.best
@@ -160,8 +170,11 @@ def search_plot_png(result: SearchResult) -> bytes:
             labels = [str(choice) for choice in dimension.choices]
             axis.set_xticks(range(len(labels)), labels)
             values = [labels.index(str(value)) for value in values]
+            axis.set_xlim(-0.5, len(labels) - 0.5)
         elif dimension.log:
             axis.set_xscale("log")
+            # Minor-tick labels of a short log range overlap one another.
+            axis.xaxis.set_minor_formatter(NullFormatter())
         axis.plot(values, losses, "o", markersize=4)
         best_value = best.params[dimension.name]
         if dimension.choices is not None:
