@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from assets.params import ParamsError
 
     try:
-        from assets.tune.job import JOB_NAME, TUNING_DIR
+        from assets.tune.job import JOB_NAME, OP_NAME, TUNING_DIR
         from pipelines.definitions import defs
     except ParamsError as exc:  # the definitions read params.yaml when they load
         print(f"error: {exc}", file=sys.stderr)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     for run_id in fail_orphaned_runs(instance, by="the command line before a new run"):
         print(f"run {run_id} was left STARTED by a process that is gone; marked it failed", file=sys.stderr)
     run_config = {
-        "ops": {JOB_NAME: {"config": config}},
+        "ops": {OP_NAME: {"config": config}},
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
     }
     result = defs.resolve_job_def(JOB_NAME).execute_in_process(

@@ -47,7 +47,7 @@ def _run(root: Path, config: dict[str, Any], instance: Any = None) -> Any:
     """Execute the hyperparameter_search job in ``root`` with ``config`` (its op's run config)."""
     import dagster as dg
 
-    from assets.tune.job import JOB_NAME, hyperparameter_search
+    from assets.tune.job import JOB_NAME, OP_NAME, hyperparameter_search
     from resources.models import ModelLoader
     from resources.storage import StorageResource
 
@@ -59,7 +59,7 @@ def _run(root: Path, config: dict[str, Any], instance: Any = None) -> Any:
         },
     )
     return defs.resolve_job_def(JOB_NAME).execute_in_process(
-        run_config={"ops": {JOB_NAME: {"config": config}}},
+        run_config={"ops": {OP_NAME: {"config": config}}},
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
@@ -68,7 +68,7 @@ def _run(root: Path, config: dict[str, Any], instance: Any = None) -> Any:
 def _failure(result: Any) -> str:
     from tests.test_failures import failure_description
 
-    return failure_description(result, "hyperparameter_search")
+    return failure_description(result, "search_train_settings")
 
 
 def _fast_training(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,14 +260,17 @@ def test_the_command_line_reports_a_bad_space(
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     assert main(["--trials", "1", "--space", "{lora_rank: [4, 8]}"]) == 1
     err = capsys.readouterr().err
-    assert "step hyperparameter_search failed" in err and "Did you mean 'lora_r'?" in err
+    assert "step search_train_settings failed" in err and "Did you mean 'lora_r'?" in err
     with pytest.raises(SystemExit, match="must be a YAML mapping"):
         main(["--space", "no-such-file.yaml"])
 
 
 def test_the_job_is_registered_and_only_started_by_hand() -> None:
+    import dagster as dg
+
     from pipelines.definitions import defs
 
+    dg.Definitions.validate_loadable(defs)  # what `dagster definitions validate` (make lint) checks
     assert defs.resolve_job_def("hyperparameter_search") is not None
     automated = [*(defs.schedules or []), *(defs.sensors or [])]
     assert automated and all(target.job_name != "hyperparameter_search" for target in automated)

@@ -26,6 +26,9 @@ from resources.models import ModelLoader
 from resources.storage import StorageResource
 
 JOB_NAME = "hyperparameter_search"
+# The job's one op, whose run config is the search's settings (`ops: {search_train_settings: {config: ...}}`);
+# a repository needs op and job names to differ.
+OP_NAME = "search_train_settings"
 # Under the storage root (the project root by default); replaced as a whole by each search.
 TUNING_DIR = "tuning"
 
@@ -52,12 +55,12 @@ class HyperparameterSearchConfig(dg.Config):
 
 
 @dg.op(
-    name="hyperparameter_search",
+    name=OP_NAME,
     tags={"kind": "optuna"},
     description="Trains one adapter per trial with train settings from params.yaml and the trial's values, "
     "scores each by its validation loss and writes the best settings to tuning/best_params.yaml.",
 )
-def hyperparameter_search_op(
+def search_train_settings(
     context: dg.OpExecutionContext,
     config: HyperparameterSearchConfig,
     storage: StorageResource,
@@ -172,4 +175,4 @@ def hyperparameter_search_op(
     tags={"kind": "optuna"},
 )
 def hyperparameter_search() -> None:
-    hyperparameter_search_op()
+    search_train_settings()
