@@ -274,3 +274,16 @@ def test_the_job_is_registered_and_only_started_by_hand() -> None:
     assert defs.resolve_job_def("hyperparameter_search") is not None
     automated = [*(defs.schedules or []), *(defs.sensors or [])]
     assert automated and all(target.job_name != "hyperparameter_search" for target in automated)
+
+
+def test_without_optuna_the_job_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a)
+    )
+    description = _failure(_run(tmp_path, {"trials": 1}))
+    assert "needs optuna" in description and "pip install '.[tune]'" in description

@@ -6,6 +6,7 @@ short adapter per trial (assets/tune/search.py) and writes ``tuning/best_params.
 ``tuning/trials.csv`` under the project root. params.yaml is never changed; the file says how to adopt.
 """
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -66,23 +67,15 @@ def search_train_settings(
     storage: StorageResource,
     models: ModelLoader,
 ) -> dg.Output[None]:
-    try:
-        from assets.tune.report import (
-            loss_sparkline,
-            search_plot_png,
-            trials_table,
-            write_results,
-        )
-        from assets.tune.search import COMPLETE, run_search
-    except ModuleNotFoundError as exc:
-        if exc.name != "optuna" and not str(exc.name).startswith("optuna."):
-            raise
+    if importlib.util.find_spec("optuna") is None:
         raise fail(
-            "hyperparameter_search needs optuna, an optional dependency: install it with "
-            "`pip install '.[tune]'` (make setup installs it)."
-        ) from None
+            f"{JOB_NAME} needs optuna, an optional dependency: install it with `pip install '.[tune]'` "
+            "(make setup installs it)."
+        )
     from assets.train.plot import markdown_image
     from assets.train.settings import TrainSettings
+    from assets.tune.report import loss_sparkline, search_plot_png, trials_table, write_results
+    from assets.tune.search import COMPLETE, run_search
     from assets.tune.space import parse_space
 
     values = current_config("adapter")

@@ -15,7 +15,7 @@ import yaml
 from assets.shared.text import markdown_cell
 from assets.train.plot import sparkline
 from assets.tune.search import COMPLETE, SearchResult
-from resources.artifacts import atomic_directory
+from resources.artifacts import atomic_directory, remove_leftovers, restore_swapped_directory
 
 BEST_PARAMS_FILE = "best_params.yaml"
 TRIALS_FILE = "trials.csv"
@@ -86,6 +86,9 @@ def trials_csv(result: SearchResult) -> str:
 def write_results(result: SearchResult, out_dir: Path, provenance: Mapping[str, str]) -> Path:
     """Replace ``out_dir`` with this search's ``best_params.yaml`` and ``trials.csv``, atomically: a
     search that fails part-way leaves the previous results as they were. Returns the best_params path."""
+    # What a search killed while writing left beside out_dir (its writer is gone) is repaired first.
+    restore_swapped_directory(out_dir)
+    remove_leftovers(out_dir)
     with atomic_directory(out_dir) as staging:
         (staging / BEST_PARAMS_FILE).write_text(best_params_yaml(result, provenance), encoding="utf-8")
         (staging / TRIALS_FILE).write_text(trials_csv(result), encoding="utf-8")
