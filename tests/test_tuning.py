@@ -116,6 +116,8 @@ def test_a_search_writes_the_best_trial_for_the_user_to_adopt(
     assert f"lowest {min(losses):.6g} in trial {lowest['trial']} of 3" in text
     assert {t["steps"] for t in completed} == {"3"}
     assert "trials were shortened to 3 steps" in text
+    # Adopting is a copy into params.yaml's train section, which then passes TrainSettings' checks.
+    _base_settings(**best["train"])
     # Three trials sampled three different settings (a seeded TPE sampler, random at first).
     assert len({(t["learning_rate"], t["lora_r"]) for t in trials}) == 3
 
