@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU wheel of torch, first: a bare `torch` requirement would pull GBs of CUDA wheels.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet ".[dev]"
+	$(PY) -m pip install --quiet ".[dev,tune]"
 	# dvc -> hydra-core pins antlr4 4.9, but dagster's asset-selection parser (`--select`, the UI's
 	# selection box) needs the 4.13 runtime. Only DVC's optional Hydra composition, unused here, needs 4.9.
 	$(PY) -m pip install --quiet --no-deps "antlr4-python3-runtime==4.13.2"

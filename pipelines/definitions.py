@@ -19,6 +19,7 @@ from assets.ingest.asset import raw_examples
 from assets.registry.asset import promotion_gate, registered_adapter
 from assets.split.asset import split, split_leakage
 from assets.train.asset import adapter
+from assets.tune.job import hyperparameter_search
 from pipelines.automation import full_pipeline, raw_data_changed, weekly_retrain
 from pipelines.io_manager import ArtifactIOManager
 from resources.dvc import DvcResource
@@ -54,7 +55,8 @@ def build_resources() -> dict[str, object]:
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
-    jobs=[full_pipeline],
+    # hyperparameter_search is started by hand (UI, `python -m pipelines.tune`): no schedule or sensor.
+    jobs=[full_pipeline, hyperparameter_search],
     schedules=[weekly_retrain],
     sensors=[raw_data_changed],
     resources=build_resources(),
