@@ -245,6 +245,38 @@ def test_the_preflight_refuses_a_run_that_needs_an_unreachable_registry() -> Non
     preflight(["clean"], registry=registry)  # a data stage never asks the registry
 
 
+def test_the_preflight_names_a_server_that_refuses_the_request() -> None:
+    """A server that answers, but refuses (wrong credentials, a proxy): named with its answer."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from assets.preflight import registry_problem
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"error_code": "PERMISSION_DENIED", "message": "no access for this user"}'
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://ops:s3cret@127.0.0.1:{server.server_address[1]}"
+        problem = registry_problem(ModelRegistry(tracking_uri=uri, request_retries=0))
+    finally:
+        server.shutdown()
+    assert problem is not None
+    assert_says(
+        problem, "http://ops:***@127.0.0.1", "refused the request", "no access", "MLFLOW_TRACKING_PASSWORD"
+    )
+    assert "s3cret" not in problem
+
+
 def test_the_command_line_stops_before_any_step_when_the_server_is_down(monkeypatch, capsys) -> None:
     from pipelines.materialize import main
 
@@ -360,6 +392,27 @@ def lora_adapter(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
+def test_the_gate_judges_a_report_made_against_the_base_because_the_champions_files_were_gone() -> None:
+    from assets.registry.promotion import evaluate_gate
+    from tests.test_gate import make_report, noisy
+
+    champion = {"version": "1", "tags": {"adapter_md5": "old", "base_model_md5": "B"}}
+    base = noisy(3.0, 30, seed=1)
+    report = make_report(base, [x - 0.5 for x in base])  # a clear improvement over the base
+    report.update(adapter_md5="candidate", base_model_md5="B")
+    gate = {k: v for k, v in section("registry").items() if k != "model_name"}
+    record = {"name": NAME, "version": "2", "tags": {"adapter_md5": "candidate"}, "gate": gate}
+
+    # A report against the base while the champion (same base) can be scored is refused, as before ...
+    decision, _ = evaluate_gate(record, report, champion)
+    assert not decision.passed and "another reference" in decision.verdict
+    # ... but not when the evaluation found the champion's files gone: same reference, judged on merit,
+    # and the promotion's compare-and-set is against the broken champion.
+    decision, against = evaluate_gate(record, {**report, "champion_artifacts_missing": "1"}, champion)
+    assert decision.passed and decision.reference == "base" and against == "1"
+
+
+@pytest.mark.slow
 def test_evaluation_falls_back_to_the_base_when_the_champions_files_are_gone_and_the_gate_agrees(
     project: Path, tiny_base: Path, lora_adapter: Path
 ) -> None:
@@ -479,11 +532,13 @@ def test_export_with_an_unreachable_registry(exported: tuple[Path, ModelRegistry
     _unchanged(project, registry)
 
 
-def test_evaluation_with_an_unreachable_registry(project: Path, tiny_base: Path, lora_adapter: Path) -> None:
+def test_evaluation_with_an_unreachable_registry(project: Path, tiny_base: Path) -> None:
+    from tests.test_failures import write_adapter
+
     store = store_at(project)
     write_base(project, tiny_base)
     write_examples(project, "test_split", example_rows(2))
-    shutil.copytree(lora_adapter, store.path("adapter"))
+    write_adapter(project)  # the registry is asked before any weight is read
     result = _materialize(project, ["evaluation_report"], unreachable(), {"model_name": NAME})
     assert_says(failure_description(result, "evaluation_report"), "cannot be reached", "MLFLOW_TRACKING_URI")
     assert not store.path("evaluation_report").exists()

@@ -160,7 +160,8 @@ def registered_adapter(
     store.write_json("registered_adapter", record)
     # What the gate will decide (the same seeded computation the check runs next) and who is champion
     # now: the page of this materialization says both, for a version made by this run or reused.
-    champion = registry.champion(config.model_name)
+    with user_errors("registered_adapter"):  # the registry lost since the registration
+        champion = registry.champion(config.model_name)
     decision, _ = evaluate_gate(record, evaluation_report, champion)
     state = info["tags"].get("promotion")
     if state is None or not reused:
