@@ -532,6 +532,20 @@ def test_export_with_an_unreachable_registry(exported: tuple[Path, ModelRegistry
     _unchanged(project, registry)
 
 
+def test_the_gate_with_an_unreachable_registry_promotes_nothing_and_says_why() -> None:
+    from assets.registry.asset import gate_result
+    from tests.test_gate import make_report, noisy
+
+    base = noisy(3.0, 30, seed=1)
+    report = {**make_report(base, [x - 0.5 for x in base]), "adapter_md5": "candidate"}
+    gate = {k: v for k, v in section("registry").items() if k != "model_name"}
+    record = {"name": NAME, "version": "2", "tags": {"adapter_md5": "candidate"}, "gate": gate}
+    check = gate_result(record, report, unreachable())
+    assert not check.passed
+    assert check.metadata["promotion"].value == "not promoted"
+    assert_says(check.metadata["verdict"].value, "http://ops:***@127.0.0.1:", "cannot be reached")
+
+
 def test_evaluation_with_an_unreachable_registry(project: Path, tiny_base: Path) -> None:
     from tests.test_failures import write_adapter
 
