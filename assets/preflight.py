@@ -5,7 +5,10 @@ it starts, so a bad ``train.method`` used to fail only at ``adapter``, after eve
 :func:`preflight` builds the same settings, from the same values and with the same checks
 (:func:`assets.params.settings_from`), for every stage a run will execute, before any of them runs, and
 reports every problem at once, each naming its ``section.key``. It also refuses a setting no stage reads
-(a misspelled key would otherwise be silently ignored), naming the closest known key.
+(a misspelled key would otherwise be silently ignored), naming the closest known key, and, for a run
+that evaluates, registers or exports, checks that the model registry can be used (a tracking server that
+answers within the registry's short timeout, a readable SQLite file), so an unreachable server fails the
+run in seconds, before its data stages.
 
 Framework-free: the CLI, the schedule and the sensor call it before they launch a run. The settings
 classes are named as ``module:Class`` text and imported when checked, so this module is no code
@@ -39,6 +42,8 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "registered_adapter": ("assets.registry.gate:GateSettings",),
     "merged_model": ("assets.export.merge:ExportSettings",),
 }
+# Stages that read or write the model registry: a run of any of them checks it can be used first.
+REGISTRY_STAGES = frozenset({"evaluation_report", "registered_adapter", "merged_model"})
 # Config fields an asset reads itself (`stage_value`, `config.<field>`), with the type it needs.
 DIRECT_READS: dict[str, dict[str, Any]] = {
     "raw_examples": {"raw_path": str, "max_chars": int},
@@ -138,6 +143,19 @@ def _lacks_chat_template(directory: Path) -> bool:
         return False  # unreadable here: the stage's own load reports it
 
 
+def registry_problem(registry: Any = None) -> str | None:
+    """Why the model registry cannot be used now, or None: ``registry`` (a ModelRegistry; by default
+    the one the environment names, as the definitions build it) is asked cheaply, under its short
+    timeout (:meth:`resources.registry.ModelRegistry.check_reachable`)."""
+    from resources.registry import RegistryError, registry_from_env
+
+    try:
+        (registry if registry is not None else registry_from_env()).check_reachable()
+    except RegistryError as exc:
+        return str(exc)
+    return None
+
+
 def read_settings(root: Path = PROJECT_ROOT) -> set[str]:
     """Every ``section.key`` some stage reads: the fields of its settings classes and its direct reads,
     where its params entries give them."""
@@ -179,22 +197,33 @@ def preflight(
     stage_names: Iterable[str] | None = None,
     run_config: Mapping[str, Any] | None = None,
     root: Path = PROJECT_ROOT,
+    registry: Any = None,
 ) -> None:
     """Check every setting of a run before it starts: the settings of each stage in ``stage_names``
     (every stage by default) with the run config's overrides, and that params.yaml holds no setting
     nobody reads; for ``base_model``, that the base exists offline and has a chat template
-    (:func:`base_model_problems`). Takes well under a second: no data is read, no model is loaded.
+    (:func:`base_model_problems`); for a run with a stage in :data:`REGISTRY_STAGES`, that the model
+    registry (``registry``, by default the environment's) can be used (:func:`registry_problem`).
+    Settings take well under a second (no data is read, no model is loaded); a tracking server is given
+    its request timeout and retries (15 s, 2 by default), a refused connection about 4 s.
 
     Raises:
         assets.params.ParamsError: params.yaml is missing, malformed or has an unknown section.
-        InputError: listing every problem, each naming its ``section.key`` and what it must be.
+        InputError: listing every problem, each naming its ``section.key`` and what it must be, and
+            the registry's problem, naming its URI (no credentials) or file and the cause.
     """
     names = [stage.name for stage in stages.STAGES] if stage_names is None else list(stage_names)
     problems = unknown_settings(root)
     for name in names:
         problems += stage_problems(name, run_config, root)
+    unusable = registry_problem(registry) if REGISTRY_STAGES & set(names) else None
+    parts = []
     if problems:
-        raise InputError(
+        parts.append(
             f"{len(problems)} setting problem(s); fix them in params.yaml (or the launchpad config) and "
             "run again:\n" + "\n".join(f"- {p}" for p in problems)
         )
+    if unusable is not None:
+        parts.append(f"The run needs the model registry, and {unusable}")
+    if parts:
+        raise InputError("\n".join(parts))

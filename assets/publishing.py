@@ -22,6 +22,7 @@ from assets.shared.errors import InputError
 from resources.artifacts import READ_MD5, READ_PATH, ArtifactStore
 from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
+from resources.registry import RegistryError
 from resources.storage import StorageResource
 
 if TYPE_CHECKING:
@@ -224,10 +225,12 @@ def fail(message: str) -> dg.Failure:
 @contextlib.contextmanager
 def user_errors(stage_name: str) -> Iterator[None]:
     """Turn an :class:`InputError` raised by logic modules (bad data or settings, see
-    assets/shared/errors.py) into a Failure with its message; any other exception keeps its traceback."""
+    assets/shared/errors.py) or a :class:`RegistryError` (a registry that cannot be reached or is
+    locked, resources/registry.py) into a Failure with its message; any other exception keeps its
+    traceback."""
     try:
         yield
-    except InputError as exc:
+    except (InputError, RegistryError) as exc:
         raise fail(f"{stage_name}: {exc}") from None
 
 
@@ -265,9 +268,11 @@ def stage_value(config: dg.Config, name: str, annotation: Any) -> Any:
 def champion_files_gone(stage: str, model_name: str, exc: FileNotFoundError) -> dg.Failure:
     """The Failure for a champion whose registry files cannot be read: what is gone, and the repair."""
     return fail(
-        f"{stage}: the champion of '{model_name}' cannot be loaded: {exc} Nothing was changed. Move the "
-        f"champion alias back to the previous version with `python -m pipelines.registry --name "
-        f"{model_name} rollback`, or restore the registry's artifact files, then materialize again."
+        f"{stage}: the champion of '{model_name}' cannot be loaded: {exc} Nothing was changed (the last "
+        f"export is kept). Run `python -m pipelines.registry --name {model_name} repair`: it tags the "
+        "broken version and moves the champion alias to the newest earlier champion whose files exist "
+        "(or clears it); or restore the registry's artifact files (or `rollback` to the previous "
+        "version), then materialize again."
     )
 
 

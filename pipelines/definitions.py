@@ -24,7 +24,7 @@ from pipelines.automation import full_pipeline, raw_data_changed, weekly_retrain
 from pipelines.io_manager import ArtifactIOManager
 from resources.dvc import DvcResource
 from resources.models import ModelLoader, device_from_env
-from resources.registry import ModelRegistry, tracking_uri_from_env
+from resources.registry import ModelRegistry, request_settings_from_env, tracking_uri_from_env
 from resources.storage import StorageResource
 
 ASSETS = [
@@ -48,7 +48,8 @@ def build_resources() -> dict[str, object]:
         "io_manager": ArtifactIOManager(storage=storage),
         "dvc": DvcResource(),
         "models": ModelLoader(device=device_from_env()),
-        "registry": ModelRegistry(tracking_uri=tracking_uri_from_env()),
+        # The URI by its variable's name (no credentials shown); MLflow's HTTP timeout and retries.
+        "registry": ModelRegistry(tracking_uri=tracking_uri_from_env(), **request_settings_from_env()),
     }
 
 

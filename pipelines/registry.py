@@ -4,6 +4,7 @@
     python -m pipelines.registry approve 3 [--export]    # promote a `pending` version (require_approval)
     python -m pipelines.registry rollback [--export]     # champion back to the `previous` version
     python -m pipelines.registry restore 3 --to DIR      # version 3's split files from DVC, same md5
+    python -m pipelines.registry repair [--export]       # a champion whose registry files are gone
 
 The registry is MLFLOW_TRACKING_URI, else the project's mlflow.db; the model name is params.yaml's
 registry.model_name unless --name is given. `--export` re-materializes merged_model afterwards, so the
@@ -26,13 +27,10 @@ SPLITS = ("train_split", "validation_split", "test_split")
 
 
 def _registry():
-    import dagster as dg
+    from resources.registry import registry_from_env
 
-    from resources.registry import ModelRegistry, tracking_uri_from_env
-
-    # Outside a Dagster run the variable is read here; its credentials were already moved out of it.
-    uri = tracking_uri_from_env()
-    return ModelRegistry(tracking_uri=uri.get_value() if isinstance(uri, dg.EnvVar) else uri)
+    # Outside a Dagster run the variables are read here; credentials were already moved out of the URI.
+    return registry_from_env()
 
 
 def _export(run: bool) -> int:
@@ -89,6 +87,31 @@ def rollback(name: str, export: bool) -> int:
     return _export(export)
 
 
+def repair(name: str, export: bool) -> int:
+    """A champion whose registry files are gone: tag it, and move the alias to the newest earlier
+    champion that still has its files, or clear it (see ModelRegistry.repair)."""
+    registry = _registry()
+    result = registry.repair(name)
+    if result is None:
+        champion = registry.champion(name)
+        print(
+            f"nothing to repair: champion version {champion['version']} has its files."
+            if champion
+            else f"nothing to repair: '{name}' has no champion."
+        )
+        return 0
+    broken, restored = result
+    print(f"version {broken} lost its registry files: tagged artifacts=missing, promotion=artifacts_missing.")
+    if restored is None:
+        print(
+            "no earlier champion has its files: the champion alias was removed, so the next candidate is "
+            "compared with the base model and promoted if it passes the gate. The last export is kept."
+        )
+        return 0
+    print(f"champion: version {restored} (the newest earlier champion whose files exist).")
+    return _export(export)
+
+
 def restore(name: str, version: str, to: Path) -> int:
     """Restore a version's split files into ``to`` from the DVC cache or remote, md5-checked."""
     from assets.registry.asset import LINEAGE_FILE
@@ -131,9 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     restore_parser = commands.add_parser("restore", help="a version's split files from DVC")
     restore_parser.add_argument("version")
     restore_parser.add_argument("--to", type=Path, required=True, help="directory to write them into")
+    repair_parser = commands.add_parser(
+        "repair", help="champion whose files are gone: move the alias to the newest earlier one with files"
+    )
+    repair_parser.add_argument("--export", action="store_true", help="re-materialize merged_model")
     args = parser.parse_args(argv)
     name = args.name or section("registry")["model_name"]
     from mlflow.exceptions import MlflowException
+
+    from resources.registry import RegistryError
 
     try:
         if args.command == "status":
@@ -142,9 +171,14 @@ def main(argv: list[str] | None = None) -> int:
             return approve(name, args.version, args.export)
         if args.command == "rollback":
             return rollback(name, args.export)
+        if args.command == "repair":
+            return repair(name, args.export)
         return restore(name, args.version, args.to)
-    except MlflowException as exc:  # no such model or version, a registry that cannot be reached
-        print(f"error: the registry ({_registry().tracking_uri}) says: {exc.message}", file=sys.stderr)
+    except RegistryError as exc:  # a registry that cannot be reached, a database that stays locked
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except MlflowException as exc:  # no such model or version
+        print(f"error: the registry ({_registry().where()}) says: {exc.message}", file=sys.stderr)
         return 1
 
 

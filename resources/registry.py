@@ -10,15 +10,22 @@ Two promises beyond MLflow's own:
 - **One writer at a time.** Registration (find-or-create by adapter md5) and every alias move happen
   under a file lock, and a promotion is a compare-and-set: it only moves ``champion`` if the champion is
   still the version the candidate was judged against. The demoted champion is kept under ``previous``.
+- **Faults are bounded and explained.** Every call goes through :meth:`ModelRegistry.client`, which
+  gives MLflow's HTTP client a short timeout and few retries (a tracking server that cannot be reached
+  fails in seconds, not after MLflow's ~4 minutes of retries), retries a locked SQLite file with backoff
+  up to ``lock_wait_s``, and turns the final failure into :class:`RegistryUnavailable`: the URI (without
+  credentials), the cause and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -44,8 +51,30 @@ _log = logging.getLogger(__name__)
 _repointed: set[tuple[str, str]] = set()
 
 
-class RegistryConflict(RuntimeError):
+# MLflow's HTTP client settings (mlflow/environment_variables.py, mlflow-skinny 3.x), read by MLflow at
+# every request: the resource's fields are written to them, so they hold for this process's client.
+HTTP_TIMEOUT_ENV = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+HTTP_RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+HTTP_BACKOFF_ENV = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+# Our defaults, against MLflow's 120 s timeout, 7 retries and backoff factor 2 (about 260 s before an
+# unreachable server is reported): 3 tries 1 s and 2 s apart, each given 15 s for a connection or a reply.
+DEFAULT_TIMEOUT_S = 15
+DEFAULT_RETRIES = 2
+DEFAULT_BACKOFF = 1
+DEFAULT_LOCK_WAIT_S = 60.0
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that did not happen; the message says why and what to do."""
+
+
+class RegistryConflict(RegistryError):
     """The registry changed under us (another run promoted first): nothing was moved."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry could not be reached or read (a server down, a locked SQLite file): nothing was
+    changed by the call that failed."""
 
 
 def model_name_problem(name: object) -> str | None:
@@ -67,6 +96,97 @@ def tracking_uri_from_env() -> str | dg.EnvVar:
     return dg.EnvVar(TRACKING_URI_ENV) if os.environ.get(TRACKING_URI_ENV) else DEFAULT_TRACKING_URI
 
 
+def request_settings_from_env() -> dict[str, int]:
+    """The resource's HTTP fields from MLflow's variables where they are set, else our defaults
+    (``DEFAULT_TIMEOUT_S`` etc.). Raises RegistryError for a value that is not a whole number."""
+
+    def number(name: str, default: int) -> int:
+        value = os.environ.get(name, "").strip()
+        try:
+            return int(value) if value else default
+        except ValueError:
+            raise RegistryError(
+                f"{name}={value!r} must be a whole number (MLflow reads it as one)."
+            ) from None
+
+    return {
+        "request_timeout_s": number(HTTP_TIMEOUT_ENV, DEFAULT_TIMEOUT_S),
+        "request_retries": number(HTTP_RETRIES_ENV, DEFAULT_RETRIES),
+        "request_backoff_factor": number(HTTP_BACKOFF_ENV, DEFAULT_BACKOFF),
+    }
+
+
+def registry_from_env() -> ModelRegistry:
+    """The registry the definitions use, resolved now (for commands and preflight, outside a run):
+    :func:`tracking_uri_from_env` and :func:`request_settings_from_env`."""
+    uri = tracking_uri_from_env()
+    return ModelRegistry(
+        tracking_uri=uri.get_value() if isinstance(uri, dg.EnvVar) else uri, **request_settings_from_env()
+    )
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is SQLite's "database is locked" (SQLITE_BUSY): MLflow
+    wraps SQLAlchemy's OperationalError, which wraps sqlite3's."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if "database is locked" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def unreachable_cause(exc: BaseException) -> str | None:
+    """Why a request to the tracking server got no usable answer (refused, timed out, unknown host,
+    only server errors), in words; None for anything else (a 404 or a permission error is an answer,
+    which MLflow's own message reports)."""
+    import requests
+
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 6:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(str(e) for e in chain)
+    no_answer = any(
+        isinstance(e, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)) for e in chain
+    ) or ("API request to" in text and ("Max retries exceeded" in text or "timeout" in text))
+    if not no_answer:
+        return None
+    for words, cause in (
+        ("Connection refused", "connection refused (nothing listens at that address and port)"),
+        ("Name or service not known", "unknown host name"),
+        ("Temporary failure in name resolution", "the host name cannot be resolved"),
+        ("error responses", "the server answered only with errors (HTTP 5xx)"),
+        ("timed out", "no answer within the timeout"),
+        ("timeout", "no answer within the timeout"),
+    ):
+        if words in text:
+            return cause
+    return "no connection"
+
+
+def lock_holders(db: Path) -> list[str]:
+    """The processes that have ``db`` (or its journal) open, as "pid N (command)", found with psutil; []
+    when none is visible (another user's process, another machine on a shared disk)."""
+    import psutil
+
+    names = {str(db), f"{db}-journal", f"{db}-wal"}
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if process.pid == os.getpid():
+            continue
+        try:
+            if any(f.path in names for f in process.open_files()):
+                command = " ".join(" ".join(process.info["cmdline"] or []).split())[:120]
+                found.append(f"pid {process.pid} ({command})")
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 def sqlite_file(tracking_uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` tracking URI, else None."""
     if not tracking_uri.startswith("sqlite:///"):
@@ -74,12 +194,13 @@ def sqlite_file(tracking_uri: str) -> Path | None:
     return Path(unquote(tracking_uri[len("sqlite:///") :])).resolve()
 
 
-def repoint_artifacts(db: Path, root: Path) -> str | None:
+def repoint_artifacts(db: Path, root: Path, *, timeout: float = 30) -> str | None:
     """Rewrite every artifact location in MLflow's SQLite database ``db`` that lies under the root the
     ``finetune`` experiments were created with onto ``root`` (the same relative paths below it). Returns
-    the old root when something was rewritten, else None. Raises sqlite3.Error (a locked database)."""
+    the old root when something was rewritten, else None. Raises sqlite3.Error (a database locked for
+    more than ``timeout`` seconds)."""
     new = root.resolve().as_uri()
-    with contextlib.closing(sqlite3.connect(str(db), timeout=30)) as conn, conn:
+    with contextlib.closing(sqlite3.connect(str(db), timeout=timeout)) as conn, conn:
         tables = {row[0] for row in conn.execute("select name from sqlite_master where type='table'")}
         if "experiments" not in tables:
             return None
@@ -121,6 +242,16 @@ class ModelRegistry(dg.ConfigurableResource):
     # artifacts in its own store.
     artifact_location: str = "mlartifacts"
     experiment: str = "finetune"
+    # How long to wait for a tracking server, given to MLflow's HTTP client (its env variables, named
+    # after each field; MLflow's own defaults are 120 s, 7 and 2, about 260 s to report a dead server).
+    # Whole numbers: MLflow reads them as ints. Fed from those variables when set (registry_from_env).
+    request_timeout_s: int = DEFAULT_TIMEOUT_S  # MLFLOW_HTTP_REQUEST_TIMEOUT: per connect or reply
+    request_retries: int = DEFAULT_RETRIES  # MLFLOW_HTTP_REQUEST_MAX_RETRIES: tries after the first
+    request_backoff_factor: int = DEFAULT_BACKOFF  # MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR: waits f*1, f*2, ...
+    # Total seconds a call keeps retrying a locked SQLite file (another process writing it) before it
+    # fails naming the file and its holders. One try may itself wait up to MLflow's SQLite busy timeout
+    # (20 s), so the failure comes after the larger of the two.
+    lock_wait_s: float = DEFAULT_LOCK_WAIT_S
 
     def artifact_root(self) -> Path | None:
         """The local artifact root, resolved now (None for a tracking server)."""
@@ -133,21 +264,121 @@ class ModelRegistry(dg.ConfigurableResource):
         return (db.parent if db is not None else PROJECT_ROOT) / path
 
     def client(self) -> MlflowClient:
+        """An MlflowClient for this registry whose every method call is bounded and explained (see
+        :meth:`guarded`). MLflow's HTTP variables are set from this resource's fields for the process:
+        MLflow reads them at each request, and a run has one registry."""
         from mlflow import MlflowClient
 
+        os.environ[HTTP_TIMEOUT_ENV] = str(self.request_timeout_s)
+        os.environ[HTTP_RETRIES_ENV] = str(self.request_retries)
+        os.environ[HTTP_BACKOFF_ENV] = str(self.request_backoff_factor)
         db, root = sqlite_file(self.tracking_uri), self.artifact_root()
         if db is not None and root is not None and db.exists() and (str(db), str(root)) not in _repointed:
             try:
-                old = repoint_artifacts(db, root)
+                old = self.guarded(repoint_artifacts, db, root, timeout=min(self.lock_wait_s, 5))
             except sqlite3.Error as exc:
-                raise RuntimeError(
-                    f"The registry database {db} cannot be read or updated ({exc}): if another process "
-                    "holds it, wait for it to finish; otherwise check the file's permissions."
-                ) from exc
+                raise RegistryUnavailable(
+                    f"the registry database {db} cannot be read or updated ({exc}): check the file's "
+                    "permissions, or restore it from a backup."
+                ) from None
             if old is not None:
                 _log.warning(f"{db} named artifacts under {old} (moved or copied project): now {root}.")
             _repointed.add((str(db), str(root)))
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        client = self.guarded(MlflowClient, tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return _GuardedClient(client, self)  # type: ignore[return-value]
+
+    def where(self) -> str:
+        """The tracking URI as it may be shown: without credentials."""
+        from resources.secrets import redact
+
+        return redact(self.tracking_uri)
+
+    def guarded(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``call(*args, **kwargs)``, retried with backoff (0.5 s doubling, at most 5 s apart) while the
+        SQLite file is locked, for up to ``lock_wait_s`` in all. A server that cannot be reached (after
+        MLflow's own retries) or a file still locked raises :class:`RegistryUnavailable` naming the URI
+        or file, the cause and what to do; any other error propagates as it is."""
+        deadline = time.monotonic() + self.lock_wait_s
+        pause = 0.5
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except RegistryError:
+                raise
+            except Exception as exc:
+                db = sqlite_file(self.tracking_uri)
+                if db is not None and is_locked(exc):
+                    if time.monotonic() + pause <= deadline:
+                        _log.warning(f"the registry database {db} is locked; trying again in {pause:.1f} s")
+                        time.sleep(pause)
+                        pause = min(pause * 2, 5.0)
+                        continue
+                    raise RegistryUnavailable(self._locked_message(db)) from None
+                cause = None if db is not None else unreachable_cause(exc)
+                if cause is None:
+                    raise
+                raise RegistryUnavailable(self._unreachable_message(cause)) from None
+
+    def _locked_message(self, db: Path) -> str:
+        holders = lock_holders(db)
+        who = (
+            "held by " + "; ".join(holders)
+            if holders
+            else "no process of this machine visibly holds it (another user's process, or a machine "
+            "sharing the disk)"
+        )
+        return (
+            f"the registry database {db} stayed locked for {self.lock_wait_s:.0f} s (lock_wait_s): {who}. "
+            "Another pipeline run, `mlflow ui`/`mlflow server` writing to it or a sqlite3 shell with an open "
+            "transaction is the usual holder: let it finish (or close it), then run again. Nothing was "
+            "changed by this call."
+        )
+
+    def _unreachable_message(self, cause: str) -> str:
+        tries = self.request_retries + 1
+        return (
+            f"the registry at {self.where()} cannot be reached: {cause}; tried {tries} time(s) "
+            f"(timeout {self.request_timeout_s} s each). Start the tracking server, or fix "
+            "MLFLOW_TRACKING_URI (unset it to use the project's mlflow.db); for a slow server raise "
+            f"{HTTP_TIMEOUT_ENV} / {HTTP_RETRIES_ENV}. Nothing was changed by this call."
+        )
+
+    def check_reachable(self) -> None:
+        """Fail fast when the registry cannot be used, before a run that needs it: a tracking server is
+        asked for one registered model (under the short timeout); a SQLite file is opened read-only and
+        its schema read, without MLflow (a missing file is fine: MLflow creates it; a lock is left to the
+        steps, which wait for it). Raises RegistryUnavailable naming the URI or file and the cause."""
+        db = sqlite_file(self.tracking_uri)
+        if db is None:
+            from mlflow.exceptions import MlflowException
+
+            from resources.secrets import redact
+
+            try:
+                self.client().search_registered_models(max_results=1)
+            except MlflowException as exc:  # an answer, but a refusal: credentials, permissions, a proxy
+                raise RegistryUnavailable(
+                    f"the registry at {self.where()} refused the request ({redact(exc.message)[:300]}): "
+                    "check MLFLOW_TRACKING_URI and the credentials (MLFLOW_TRACKING_USERNAME / "
+                    "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN)."
+                ) from None
+            return
+        if not db.exists():
+            if not db.parent.is_dir():
+                raise RegistryUnavailable(
+                    f"the registry database's folder {db.parent} does not exist: create it, or fix "
+                    "MLFLOW_TRACKING_URI."
+                )
+            return
+        try:
+            with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=1)) as conn:
+                conn.execute("select name from sqlite_master limit 1").fetchall()
+        except sqlite3.Error as exc:
+            if "locked" not in str(exc):
+                raise RegistryUnavailable(
+                    f"the registry database {db} cannot be read ({exc}): restore it from a backup, or "
+                    "move it aside to start an empty registry."
+                ) from None
 
     @contextlib.contextmanager
     def lock(self, timeout: float = 600) -> Iterator[None]:
@@ -326,6 +557,49 @@ class ModelRegistry(dg.ConfigurableResource):
                 client.delete_registered_model_alias(name, PREVIOUS)
             return current["version"], previous["version"]
 
+    def has_artifacts(self, info: dict[str, Any], artifact: str = "adapter") -> bool:
+        """Whether the artifact store still lists files under ``artifact`` of a version's run (a listing,
+        nothing is downloaded)."""
+        return bool(self.client().list_artifacts(info["run_id"], artifact))
+
+    def repair(self, name: str) -> tuple[str, str | None] | None:
+        """A champion whose artifacts are gone: tag it ``artifacts=missing`` and
+        ``promotion=artifacts_missing``, and move ``champion`` to the newest earlier version that was
+        champion before (``promotion=demoted``) and still has its files; ``previous`` becomes that
+        version's own predecessor. With no such version the alias is removed, so the next candidate
+        faces the base model. Runs under the registry lock. Returns (broken version, new champion or
+        None), or None when the champion has its files (or there is none)."""
+        with self.lock():
+            client = self.client()
+            current = self.champion(name)
+            if current is None or self.has_artifacts(current):
+                return None
+            broken = current["version"]
+            client.set_model_version_tag(name, broken, "artifacts", "missing")
+            client.set_model_version_tag(name, broken, "promotion", "artifacts_missing")
+            earlier = sorted(
+                (v for v in client.search_model_versions(f"name='{name}'") if int(v.version) < int(broken)),
+                key=lambda v: int(v.version),
+                reverse=True,
+            )
+            for candidate in earlier:
+                info = _version_info(candidate)
+                if info["tags"].get("promotion") != "demoted" or not self.has_artifacts(info):
+                    continue
+                client.set_registered_model_alias(name, CHAMPION, info["version"])
+                client.set_model_version_tag(name, info["version"], "promotion", "champion")
+                client.set_model_version_tag(name, info["version"], "restored_after", broken)
+                before = info["tags"].get("previous_champion")
+                if before and before != broken:
+                    client.set_registered_model_alias(name, PREVIOUS, before)
+                elif self.previous(name) is not None:
+                    client.delete_registered_model_alias(name, PREVIOUS)
+                return broken, info["version"]
+            client.delete_registered_model_alias(name, CHAMPION)
+            if self.previous(name) is not None:
+                client.delete_registered_model_alias(name, PREVIOUS)
+            return broken, None
+
     def tag(self, name: str, version: str, key: str, value: str) -> None:
         self.client().set_model_version_tag(name, version, key, value)
 
@@ -348,6 +622,24 @@ class ModelRegistry(dg.ConfigurableResource):
                 f"registry version {info.get('version')} (run {info['run_id']}): '{artifact}' cannot be read "
                 f"from {where} ({exc}). Were the files of the artifact root deleted or not copied along?"
             ) from None
+
+
+class _GuardedClient:
+    """An MlflowClient whose methods run through :meth:`ModelRegistry.guarded`."""
+
+    def __init__(self, client: MlflowClient, registry: ModelRegistry) -> None:
+        self._client, self._registry = client, registry
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._registry.guarded(attribute, *args, **kwargs)
+
+        return call
 
 
 def _version_info(version: Any) -> dict[str, Any]:

@@ -244,12 +244,13 @@ def test_a_version_whose_artifacts_were_deleted_names_the_version_and_path(tmp_p
 
 
 def test_an_unreachable_registry_is_an_error_not_an_absent_champion(monkeypatch) -> None:
-    from mlflow.exceptions import MlflowException
+    from resources.registry import RegistryUnavailable
 
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    registry = ModelRegistry(tracking_uri="http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # restored after the test
+    # nothing listens on the discard port
+    registry = ModelRegistry(tracking_uri="http://127.0.0.1:9", request_retries=0)
     assert registry.artifact_root() is None  # a server keeps artifacts in its own store
-    with pytest.raises(MlflowException):
+    with pytest.raises(RegistryUnavailable, match=r"http://127\.0\.0\.1:9 cannot be reached"):
         registry.champion("m")
 
 

@@ -9,7 +9,6 @@ import dagster as dg
 from assets.publishing import (
     Stopwatch,
     artifact_store,
-    champion_files_gone,
     fail,
     inline_markdown,
     record_stage,
@@ -77,15 +76,26 @@ def evaluation_report(
     # Score the base exactly as the adapter was trained: same quantization, same truncation.
     settings = stage_settings(EvalSettings, {**config.model_dump(), "max_seq_length": trained.max_seq_length})
     base_md5, adapter_md5 = store.md5("base_model"), store.md5("adapter")
-    champion = registry.champion(config.model_name)
+    with user_errors("evaluation_report"):  # a registry that cannot be reached or stays locked
+        champion = registry.champion(config.model_name)
     reference = choose_reference(champion, base_model_md5=base_md5, adapter_md5=adapter_md5)
     trained_models: dict[str, Path] = {"candidate": adapter}
+    artifacts_missing = None
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp, user_errors("evaluation_report"):
         if reference.kind == "champion":
             try:
                 trained_models["champion"] = registry.download_adapter(champion, Path(tmp))
             except FileNotFoundError as exc:
-                raise champion_files_gone("evaluation_report", config.model_name, exc) from None
+                # A champion that cannot be scored must not block every later run: compare with the
+                # base, say so loudly, and record it so the gate judges against the same reference.
+                artifacts_missing = champion["version"]
+                reference = choose_reference(
+                    champion,
+                    base_model_md5=base_md5,
+                    adapter_md5=adapter_md5,
+                    artifacts_missing=artifacts_missing,
+                )
+                context.log.warning(f"evaluation_report: {exc} Reference: {reference.note}.")
         tokenizer = models.tokenizer(base_model)
         # An unchanged re-run: the champion's results are the candidate's, no need to score twice.
         aliases = {"champion": "candidate"} if reference.kind == "candidate_is_champion" else None
@@ -122,6 +132,7 @@ def evaluation_report(
         if "champion" in results
         else None,
         "champion_note": reference.note,
+        "champion_artifacts_missing": artifacts_missing,
         "max_tokens": measured["max_tokens"],
         "models": results,
         "unscored": measured["unscored"],
@@ -141,6 +152,9 @@ def evaluation_report(
         ),
         "answers_full": dg.MetadataValue.md(answers_table(measured["examples"])),
         "champion": reference.note,
+        "reference": f"base (champion v{artifacts_missing} artifacts missing)"
+        if artifacts_missing
+        else reference.kind,
         "candidate_method": measured["methods"]["candidate"],
         "n_scored": results["candidate"]["n_scored"],
         "n_unscored": results["candidate"]["n_unscored"],

@@ -66,7 +66,8 @@ def merged_model(
     settings = stage_settings(ExportSettings, config.model_dump())
     store = artifact_store(storage)
     name = registered_adapter["name"]
-    champion = registry.champion(name)
+    with user_errors("merged_model"):  # a registry that cannot be reached or stays locked
+        champion = registry.champion(name)
     if champion is None:
         raise fail(
             f"merged_model: the registry has no champion for '{name}' yet (registry.model_name): the "

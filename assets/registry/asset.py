@@ -25,7 +25,7 @@ from assets.registry.lineage import LINEAGE_ARTIFACTS
 from assets.stages import ARTIFACTS
 from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
-from resources.registry import ModelRegistry, RegistryConflict, model_name_problem
+from resources.registry import ModelRegistry, RegistryConflict, RegistryUnavailable, model_name_problem
 from resources.storage import StorageResource
 
 RegistryConfig = stage_config("registered_adapter")
@@ -136,9 +136,14 @@ def registered_adapter(
             )
         except RegistryConflict as exc:
             raise fail(f"registered_adapter: {exc}") from None
+        except RegistryUnavailable as exc:
+            raise fail(
+                f"registered_adapter: {exc} No version was registered and nothing was promoted; "
+                "re-materialize registered_adapter once the registry is back."
+            ) from None
         except MlflowException as exc:  # unreachable server, no permission, a locked database
             raise fail(
-                f"registered_adapter: the registry at {registry.tracking_uri} refused the registration "
+                f"registered_adapter: the registry at {registry.where()} refused the registration "
                 f"({exc.message}); nothing was promoted. Check MLFLOW_TRACKING_URI and that the server or "
                 "database is reachable, then re-materialize registered_adapter."
             ) from None
@@ -155,7 +160,8 @@ def registered_adapter(
     store.write_json("registered_adapter", record)
     # What the gate will decide (the same seeded computation the check runs next) and who is champion
     # now: the page of this materialization says both, for a version made by this run or reused.
-    champion = registry.champion(config.model_name)
+    with user_errors("registered_adapter"):  # the registry lost since the registration
+        champion = registry.champion(config.model_name)
     decision, _ = evaluate_gate(record, evaluation_report, champion)
     state = info["tags"].get("promotion")
     if state is None or not reused:
@@ -233,7 +239,12 @@ def gate_result(
         outcome = GateOutcome(GateDecision(False, "none", str(exc), [str(exc)]), "rejected", None)
     except RegistryConflict as exc:
         outcome = GateOutcome(GateDecision(False, "champion", str(exc), [str(exc)]), "not promoted", None)
-    champion = registry.champion(record["name"])
+    except RegistryUnavailable as exc:  # nothing moved: the champion and the export stay as they were
+        outcome = GateOutcome(GateDecision(False, "none", str(exc), [str(exc)]), "not promoted", None)
+    try:
+        champion = registry.champion(record["name"])
+    except RegistryUnavailable:
+        champion = {"version": "unknown (registry unavailable)"}
     decision = outcome.decision
     return dg.AssetCheckResult(
         passed=decision.passed and outcome.state != "not promoted",

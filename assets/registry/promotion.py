@@ -46,6 +46,7 @@ def evaluate_gate(
         champion,
         base_model_md5=report.get("base_model_md5", ""),
         adapter_md5=record["tags"].get("adapter_md5"),
+        artifacts_missing=report.get("champion_artifacts_missing"),
     )
     against = reference.champion_version
     evaluated_against = (report.get("champion") or {}).get("version")
