@@ -295,7 +295,7 @@ def test_the_assets_evaluate_a_soft_prompt_against_an_ia3_champion_and_refuse_to
     tags = {"base_model_md5": store.md5("base_model"), "base_model": "embedded"}
     name = "finetuned-adapter"
     ia3 = registry.register(name, trained("ia3"), tags={**tags, "adapter_md5": "ia3"}, metrics={}, params={})
-    registry.promote(name, ia3["version"])
+    registry.promote(name, ia3["version"], expected_champion=None)
 
     result = materialize(tmp_path, ["evaluation_report"], {"max_examples": 2, "max_new_tokens": 4})
     assert result.success
@@ -308,7 +308,7 @@ def test_the_assets_evaluate_a_soft_prompt_against_an_ia3_champion_and_refuse_to
     soft = registry.register(
         name, store.path("adapter"), tags={**tags, "adapter_md5": store.md5("adapter")}, metrics={}, params={}
     )
-    registry.promote(name, soft["version"])
+    registry.promote(name, soft["version"], expected_champion=ia3["version"])
     previous = store.path("merged_model")
     previous.mkdir(parents=True)
     (previous / "champion.json").write_text('{"version": "1"}\n')
