@@ -14,6 +14,7 @@ from assets.publishing import (
     champion_files_gone,
     fail,
     record_stage,
+    refuse_other_base,
     stage_config,
     stage_policy,
     stage_settings,
@@ -65,6 +66,8 @@ def merged_model(
     stopwatch = Stopwatch()
     settings = stage_settings(ExportSettings, config.model_dump())
     store = artifact_store(storage)
+    # The champion is merged into the base on disk: it must be the one train.base_model names now.
+    refuse_other_base("merged_model", context, models.base_record(base_model))
     name = registered_adapter["name"]
     champion = registry.champion(name)
     if champion is None:
