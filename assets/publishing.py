@@ -319,3 +319,32 @@ def refuse_other_base(stage_name: str, context: dg.AssetExecutionContext, record
         "re-materialize base_model (python -m pipelines.materialize base_model), then the stages after it, "
         f"or set train.base_model back to {source!r}."
     )
+
+
+def refuse_other_upstream_settings(
+    stage_name: str, context: dg.AssetExecutionContext, config: dg.Config, store: ArtifactStore, upstream: str
+) -> None:
+    """Fail when the settings ``stage_name`` shares with the stage that writes ``upstream`` (an asset key:
+    the entries of that stage's section in this stage's params, e.g. the split's ``clean.*``) differ from
+    those the materialization of ``upstream``'s current bytes recorded. Nothing to compare (no such
+    materialization in the event log, or no file) passes: the check refuses only a known mismatch."""
+    section = stages.STAGE_OF_KEY[upstream].params[0].partition(".")[0]
+    names = qualified_names(stages.stage(stage_name).params)
+    shared = [name for name, qualified in names.items() if qualified.startswith(f"{section}.")]
+    try:
+        recorded = recorded_settings(context, upstream, store.md5(upstream)) or {}
+    except FileNotFoundError:
+        return
+    ours = config.model_dump()
+    differ = [name for name in shared if name in recorded and name in ours and recorded[name] != ours[name]]
+    if not differ:
+        return
+    producer = stages.STAGE_OF_KEY[upstream].name
+    detail = "; ".join(
+        f"{names[name]} is {ours[name]!r} in this run, but {upstream} was made with {recorded[name]!r}"
+        for name in differ
+    )
+    raise fail(
+        f"{stage_name}: {detail}. Re-materialize {producer} with these settings (python -m "
+        f"pipelines.materialize {producer}) and then {stage_name}, or set them back."
+    )

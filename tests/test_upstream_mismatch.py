@@ -109,6 +109,67 @@ def test_the_same_base_passes_the_check(tmp_path: Path, tiny_base: Path) -> None
     assert_says(description, "test_split is empty")
 
 
+def _split_after_clean_made_with(root: Path, clean_settings: dict[str, Any] | None) -> Any:
+    """Materialize the split in ``root`` on an instance where the clean_examples on disk were written
+    by a run with ``clean_settings`` (None: no such run in the event log, e.g. after `dvc checkout`)."""
+    import dagster as dg
+
+    from assets.publishing import DATA_VERSION_TAG
+    from pipelines.definitions import ASSETS
+    from pipelines.io_manager import ArtifactIOManager
+    from resources.models import ModelLoader
+    from resources.registry import ModelRegistry
+    from resources.storage import StorageResource
+
+    write_examples(root, "clean_examples", example_rows(6))
+    write_examples(root, "augmented_examples", example_rows(6))
+    instance = dg.DagsterInstance.ephemeral()
+    if clean_settings is not None:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "clean_examples",
+                metadata={"settings": dg.MetadataValue.json(clean_settings)},
+                tags={DATA_VERSION_TAG: store_at(root).md5("clean_examples")},
+            )
+        )
+    storage = StorageResource(root=str(root))
+    return dg.materialize(
+        ASSETS,
+        selection=["train_split", "validation_split", "test_split"],
+        resources={
+            "storage": storage,
+            "io_manager": ArtifactIOManager(storage=storage),
+            "dvc": DvcResource(root=str(root), enabled=False),
+            "models": ModelLoader(embedded_root=str(root / "models" / "embedded")),
+            "registry": ModelRegistry(tracking_uri=f"sqlite:///{root / 'mlflow.db'}"),
+        },
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def test_split_refuses_clean_examples_made_with_other_near_duplicate_settings(tmp_path: Path) -> None:
+    clean = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["clean"]
+    made_with = {**clean, "near_dup_threshold": clean["near_dup_threshold"] + 0.1}
+    description = failure_description(_split_after_clean_made_with(tmp_path, made_with), "split")
+    assert_says(
+        description,
+        f"clean.near_dup_threshold is {clean['near_dup_threshold']!r} in this run",
+        f"clean_examples was made with {made_with['near_dup_threshold']!r}",
+        "python -m pipelines.materialize clean",
+    )
+    assert not store_at(tmp_path).path("train_split").exists()
+
+
+def test_split_accepts_clean_examples_made_with_its_settings_or_unrecorded(tmp_path: Path) -> None:
+    clean = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["clean"]
+    # The split then gets past the check (and fails later, on six rows too few for its defaults).
+    for name, made_with in (("same", clean), ("unrecorded", None)):
+        description = failure_description(_split_after_clean_made_with(tmp_path / name, made_with), "split")
+        assert "was made with" not in description
+        assert_says(description, "split.")
+
+
 # ------------------------------------------------------------------------------------------------------
 # Settings edited while a stage runs.
 
