@@ -117,20 +117,26 @@ def test_an_unchanged_rerun_of_the_graph_reuses_its_version_and_succeeds(
     from mlflow import MlflowClient
 
     from pipelines.workspace import copy_project, run_in
+    from resources.artifacts import dvc_md5
     from tests.test_end_to_end import OVERRIDES
 
     root = copy_project(tmp_path_factory.mktemp("project"), OVERRIDES)
     adapter = root / "models" / "adapter" / "adapter_model.safetensors"
-    digests, outputs = [], []
+    digests, exports, outputs = [], [], []
     for _ in range(2):
         result = run_in(root, [sys.executable, "-m", "pipelines.materialize", "--all"], timeout=900)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
         digests.append(_md5(adapter))
+        exports.append(dvc_md5(root / "models" / "merged_model"))
         outputs.append(result.stdout + result.stderr)
     assert digests[0] == digests[1]
+    assert exports[0] == exports[1]
     record = json.loads((root / "models" / "registered_adapter.json").read_text())
     assert record["version"] == "1" and record["reused_existing_version"] is True
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    assert [v.version for v in client.search_model_versions("name='finetuned-adapter'")] == ["1"]
+    assert [str(v.version) for v in client.search_model_versions("name='finetuned-adapter'")] == ["1"]
     assert "unchanged: version 1 is already the champion" in outputs[1]
+    # The export already holds version 1: it is not merged again.
+    assert "merged_model: unchanged: the export already holds champion version 1" in outputs[1]
+    assert "merged_model: unchanged" not in outputs[0]
