@@ -143,7 +143,7 @@ def _pin_params(root: Path, stage: str, ran_with: Mapping[str, Any]) -> list[str
     with modify_yaml(str(root / "dvc.lock")) as lock:
         for recorded in (lock["stages"][stage].get("params") or {}).values():
             for entry, value in recorded.items():
-                if isinstance(value, dict):  # a whole section: its keys are section.key
+                if "." not in entry and isinstance(value, dict):  # a whole section: keys are section.key
                     for key in value:
                         name = f"{entry}.{key}"
                         if name in ran_with and value[key] != ran_with[name]:
