@@ -106,5 +106,6 @@ bench: setup
 	$(PY) benchmarks/merge_tolerance.py
 	$(PY) benchmarks/clean_stage.py
 	$(PY) benchmarks/registry_faults.py
+	$(PY) benchmarks/training_threads.py
 	@if [ -d ../shared/data/oasst2 ]; then $(PY) benchmarks/oasst2_clean.py; \
 	else echo "benchmarks/oasst2_clean.py skipped: ../shared/data/oasst2 is absent"; fi

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import dagster as dg
 
 from assets import stages
-from assets.params import checked_value, config_class, section_hash, setting_values, settings_from
+from assets.params import (
+    checked_value,
+    config_class,
+    qualified_names,
+    section_hash,
+    setting_values,
+    settings_from,
+)
 from assets.shared.errors import InputError
 from resources.artifacts import READ_MD5, READ_PATH, ArtifactStore
 from resources.dvc import DvcResource
@@ -129,7 +136,11 @@ def record_stage(
             f"Not recorded in DVC: this run's settings differ from params.yaml ({', '.join(overridden)})."
         )
     else:
-        committed = dvc.record(stage_name, read={**inputs_read(context), **(read or {})})
+        # The values this run used, not params.yaml when DVC reads it: an edit during the run is not
+        # recorded as if trained with (DvcResource.record).
+        names = qualified_names(stages.stage(stage_name).params)
+        ran_with = {names[k]: v for k, v in config.model_dump().items() if k in names}
+        committed = dvc.record(stage_name, read={**inputs_read(context), **(read or {})}, params=ran_with)
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     settings = {"settings": dg.MetadataValue.json(config.model_dump())}
     if overridden:
@@ -290,3 +301,55 @@ def inline_markdown(render: Callable[[int], str], sizes: Sequence[int]) -> dg.Me
         if len(text) < INLINE_MARKDOWN_CHARS:
             break
     return dg.MetadataValue.md(text)
+
+
+def refuse_other_base(stage_name: str, context: dg.AssetExecutionContext, recorded: dict[str, Any]) -> None:
+    """Fail when the base_model asset on disk (its record, ``recorded``) was materialized from another
+    model than the ``train.base_model`` this run has (params.yaml, with the run's overrides for
+    base_model): the stage would otherwise use the old base under the new setting's name, and DVC would
+    call it up to date."""
+    from resources.project import resolve_path
+
+    values = setting_values(stages.stage("base_model").params, PROJECT_ROOT)
+    ops = (context.run.run_config or {}).get("ops") or {}
+    values.update(((ops.get("base_model") or {}).get("config")) or {})
+    wanted, source = values.get("base_model"), recorded.get("source")
+    if source is None or not isinstance(wanted, str) or wanted.strip() == source:
+        return
+    # The same directory spelled another way ("./models/x" and "models/x") is the same base.
+    if resolve_path(source, PROJECT_ROOT).resolve() == resolve_path(wanted.strip(), PROJECT_ROOT).resolve():
+        return
+    raise fail(
+        f"{stage_name}: base_model was materialized from {source!r}, but train.base_model is {wanted!r}: "
+        "re-materialize base_model (python -m pipelines.materialize base_model), then the stages after it, "
+        f"or set train.base_model back to {source!r}."
+    )
+
+
+def refuse_other_upstream_settings(
+    stage_name: str, context: dg.AssetExecutionContext, config: dg.Config, store: ArtifactStore, upstream: str
+) -> None:
+    """Fail when the settings ``stage_name`` shares with the stage that writes ``upstream`` (an asset key:
+    the entries of that stage's section in this stage's params, e.g. the split's ``clean.*``) differ from
+    those the materialization of ``upstream``'s current bytes recorded. Nothing to compare (no such
+    materialization in the event log, or no file) passes: the check refuses only a known mismatch."""
+    section = stages.STAGE_OF_KEY[upstream].params[0].partition(".")[0]
+    names = qualified_names(stages.stage(stage_name).params)
+    shared = [name for name, qualified in names.items() if qualified.startswith(f"{section}.")]
+    try:
+        recorded = recorded_settings(context, upstream, store.md5(upstream)) or {}
+    except FileNotFoundError:
+        return
+    ours = config.model_dump()
+    differ = [name for name in shared if name in recorded and name in ours and recorded[name] != ours[name]]
+    if not differ:
+        return
+    producer = stages.STAGE_OF_KEY[upstream].name
+    detail = "; ".join(
+        f"{names[name]} is {ours[name]!r} in this run, but {upstream} was made with {recorded[name]!r}"
+        for name in differ
+    )
+    raise fail(
+        f"{stage_name}: {detail}. Re-materialize {producer} with these settings (python -m "
+        f"pipelines.materialize {producer}) and then {stage_name}, or set them back."
+    )

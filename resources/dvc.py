@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -31,14 +32,23 @@ class DvcResource(dg.ConfigurableResource):
     # `dvc push`) holds, before failing; DVC itself gives up after 3 s.
     lock_timeout_s: float = 120.0
 
-    def record(self, stage: str, read: Mapping[str, str] | None = None) -> bool:
+    def record(
+        self,
+        stage: str,
+        read: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Commit ``stage``; returns False when recording is left to someone else.
 
         ``read`` maps dependency paths (as the stage resolved them) to the DVC md5 of the bytes the stage
         actually read. DVC hashes dependencies when it commits, after the run; a file that changed in
         between would be recorded as if the stage had read it, and `dvc status` would call the stage up
         to date. Such a dependency keeps the md5 that was read in dvc.lock instead, so DVC sees the
-        stage as changed and `dvc repro` runs it again."""
+        stage as changed and `dvc repro` runs it again.
+
+        ``params`` (``section.key`` -> value) are the settings the stage ran with; DVC reads params.yaml
+        when it commits, so a value edited while the stage ran would be recorded as if used. dvc.lock
+        keeps the values given here instead, and `dvc status` shows the edited ones as changed."""
         if not self.enabled or os.environ.get("DVC_STAGE"):
             return False
         from filelock import FileLock
@@ -54,6 +64,15 @@ class DvcResource(dg.ConfigurableResource):
         with FileLock(str(root / ".dvc" / "tmp" / "dagster-commit.lock"), timeout=600):
             self._commit(root, stage)
             changed = _pin_reads(root, stage, read or {})
+            edited = _pin_params(root, stage, params or {})
+        if edited:
+            import dagster as dg
+
+            dg.get_dagster_logger().warning(
+                f"params.yaml changed while stage '{stage}' ran ({', '.join(edited)}): dvc.lock keeps the "
+                "values it ran with, so `dvc status` shows the stage as changed; materialize it again to "
+                "use the new values."
+            )
         if changed:
             import dagster as dg
 
@@ -110,3 +129,27 @@ def _pin_reads(root: Path, stage: str, read: Mapping[str, str]) -> list[str]:
                 dep.pop("nfiles", None)
                 changed.append(dep["path"])
     return changed
+
+
+def _pin_params(root: Path, stage: str, ran_with: Mapping[str, Any]) -> list[str]:
+    """Put the values in ``ran_with`` (``section.key`` -> value) into ``stage``'s params in dvc.lock where
+    DVC recorded other ones (a whole section entry, ``train``, or one key, ``train.max_seq_length``);
+    returns the ``section.key`` names it changed."""
+    if not ran_with:
+        return []
+    from dvc.utils.serialize import modify_yaml
+
+    changed = []
+    with modify_yaml(str(root / "dvc.lock")) as lock:
+        for recorded in (lock["stages"][stage].get("params") or {}).values():
+            for entry, value in recorded.items():
+                if "." not in entry and isinstance(value, dict):  # a whole section: keys are section.key
+                    for key in value:
+                        name = f"{entry}.{key}"
+                        if name in ran_with and value[key] != ran_with[name]:
+                            value[key] = ran_with[name]
+                            changed.append(name)
+                elif entry in ran_with and value != ran_with[entry]:
+                    recorded[entry] = ran_with[entry]
+                    changed.append(entry)
+    return sorted(changed)

@@ -114,7 +114,7 @@ def test_a_stage_hands_dvc_the_md5s_of_the_inputs_it_read(tmp_path: Path) -> Non
     from tests.test_failures import example_rows
 
     class RecordingDvc(DvcResource):
-        def record(self, stage, read=None):  # DVC itself is not under test here
+        def record(self, stage, read=None, params=None):  # DVC itself is not under test here
             calls.append((stage, dict(read or {})))
             return True
 

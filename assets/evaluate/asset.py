@@ -12,6 +12,7 @@ from assets.publishing import (
     fail,
     inline_markdown,
     record_stage,
+    refuse_other_base,
     refuse_stale_adapter,
     stage_config,
     stage_policy,
@@ -65,7 +66,9 @@ def evaluation_report(
     with user_errors("evaluation_report"):
         trained = read_training_record(adapter)
     refuse_stale_adapter("evaluation_report", trained, store)
-    base_source, trained_on = models.base_record(base_model)["source"], trained.base_model.get("source")
+    base_record = models.base_record(base_model)
+    refuse_other_base("evaluation_report", context, base_record)
+    base_source, trained_on = base_record["source"], trained.base_model.get("source")
     if trained_on != base_source:
         # Its weights would not fit this base (a traceback), or would be scored on the wrong model.
         raise fail(

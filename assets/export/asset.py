@@ -14,12 +14,15 @@ from assets.publishing import (
     champion_files_gone,
     fail,
     record_stage,
+    recorded_settings,
+    refuse_other_base,
     stage_config,
     stage_policy,
     stage_settings,
     user_errors,
 )
 from assets.types import Dataset
+from resources.artifacts import ArtifactStore
 from resources.dvc import DvcResource
 from resources.models import ModelLoader
 from resources.registry import ModelRegistry
@@ -65,6 +68,8 @@ def merged_model(
     stopwatch = Stopwatch()
     settings = stage_settings(ExportSettings, config.model_dump())
     store = artifact_store(storage)
+    # The champion is merged into the base on disk: it must be the one train.base_model names now.
+    refuse_other_base("merged_model", context, models.base_record(base_model))
     name = registered_adapter["name"]
     with user_errors("merged_model"):  # a registry that cannot be reached or stays locked
         champion = registry.champion(name)
@@ -94,6 +99,23 @@ def merged_model(
         "run_id": champion["run_id"],
         **champion["tags"],
     }
+    if export_holds(context, config, store, lineage):
+        # An unchanged re-run: merging and verifying again would write the same export.
+        context.log.info(
+            f"merged_model: unchanged: the export already holds champion version {champion['version']}, "
+            "made with these settings; nothing merged."
+        )
+        card_path = store.path("merged_model") / "README.md"
+        metadata = {
+            "model_card": dg.MetadataValue.md(
+                card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
+            ),
+            "champion_version": champion["version"],
+            "base_model": champion["tags"].get("base_model", "?"),
+            "reused_existing_export": True,
+        }
+        yield from record_stage(context, config, storage, dvc, {"merged_model": metadata}, stopwatch)
+        return
     # The evaluation report on disk describes the champion only when it evaluated the same adapter.
     report_path = store.path("evaluation_report")
     report = report_for(champion, store.read_json("evaluation_report") if report_path.is_file() else None)
@@ -136,6 +158,7 @@ def merged_model(
         "model_card": dg.MetadataValue.md(card(result)),
         "champion_version": champion["version"],
         "base_model": champion["tags"].get("base_model", "?"),
+        "reused_existing_export": False,
         **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))},
     }
     yield from record_stage(context, config, storage, dvc, {"merged_model": metadata}, stopwatch)
@@ -151,3 +174,23 @@ def verification_prompts(rows: list[dict[str, Any]], count: int) -> list[str]:
         if len(prompts) == count:
             break
     return prompts
+
+
+# What identifies the champion an export holds (its champion.json), whatever other tags it has gained.
+_EXPORT_IDENTITY = ("registry_name", "version", "run_id", "adapter_md5")
+
+
+def export_holds(
+    context: dg.AssetExecutionContext, config: dg.Config, store: ArtifactStore, lineage: dict[str, Any]
+) -> bool:
+    """Whether the export on disk already is this one: the same champion (``lineage``, as champion.json
+    records it) written by a materialization with the same export settings (found in the event log by
+    the export's DVC md5). An export nobody recorded (e.g. after `dvc checkout`) is made again."""
+    path = store.path("merged_model") / "champion.json"
+    try:
+        held = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if any(held.get(key) != lineage.get(key) for key in _EXPORT_IDENTITY):
+        return False
+    return recorded_settings(context, "merged_model", store.md5("merged_model")) == config.model_dump()

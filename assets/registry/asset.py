@@ -163,6 +163,8 @@ def registered_adapter(
     with user_errors("registered_adapter"):  # the registry lost since the registration
         champion = registry.champion(config.model_name)
     decision, _ = evaluate_gate(record, evaluation_report, champion)
+    if decision.reference == "candidate_is_champion":
+        context.log.info(f"registered_adapter: {decision.verdict}; the gate passes without promoting.")
     state = info["tags"].get("promotion")
     if state is None or not reused:
         state = "awaiting promotion_gate: " + ("passes" if decision.passed else "fails")

@@ -55,7 +55,8 @@ def evaluate_gate(
         why = "the evaluation report is for another adapter: re-materialize evaluation_report"
         return GateDecision(False, "none", why, [why]), against
     if kind == "candidate_is_champion":
-        why = f"version {record['version']} is already the champion"
+        # An unchanged re-run: the same adapter bytes reuse their version, which cannot beat itself.
+        why = f"unchanged: version {record['version']} is already the champion (same adapter bytes)"
         return GateDecision(True, kind, why, [why]), against
     if kind != report.get("reference") or (kind == "champion" and evaluated_against != against):
         why = (

@@ -28,7 +28,8 @@ class TrainingRecord:
 
     ``settings`` holds every resolved ``train`` setting (see params.yaml); ``base_model`` the base it was
     trained on (``source``: the model setting as recorded by the base_model asset, ``model_type``);
-    counts are rows after tokenization and optimizer steps.
+    counts are rows after tokenization and optimizer steps; ``reproducibility`` the thread count and
+    deterministic-algorithms mode training ran under.
     """
 
     settings: dict[str, Any]
@@ -46,6 +47,9 @@ class TrainingRecord:
     # Whether the result can be merged into the base weights. False for soft prompts (prefix, prompt,
     # p_tuning: nothing in the base changes) and for full fine-tuning (the directory is the whole model).
     mergeable: bool = True
+    # How training was made reproducible (assets/train/determinism.py): ``num_threads`` (intra-op threads
+    # in effect), ``deterministic_algorithms``, ``deterministic_warn_only``. Empty in older records.
+    reproducibility: dict[str, Any] = field(default_factory=dict)
 
     @property
     def quantization(self) -> str | None:

@@ -13,6 +13,7 @@ from assets.publishing import (
     fail,
     record_stage,
     recorded_settings,
+    refuse_other_upstream_settings,
     stage_config,
     stage_policy,
     stage_settings,
@@ -57,6 +58,8 @@ def split(
 
     stopwatch = Stopwatch()
     settings = stage_settings(SplitSettings, config.model_dump())
+    # One notion of near duplicate: the clean.* settings must be those clean_examples was made with.
+    refuse_other_upstream_settings("split", context, config, artifact_store(storage), "clean_examples")
     with user_errors("split"):
         result = split_by_time(augmented_examples.to_list(), settings)
     # Checked here as well as by the split_leakage check: a selection of one split runs no check on

@@ -10,6 +10,7 @@ from assets.publishing import (
     artifact_store,
     inline_markdown,
     record_stage,
+    refuse_other_base,
     stage_config,
     stage_policy,
     stage_settings,
@@ -44,6 +45,7 @@ def adapter(
     (`save_pretrained`; the whole model for `full`), the tokenizer, `training_config.json` (the
     resolved settings, the method and the base it was trained on), `loss_history.json` and
     `validation_history.json`. A killed run resumes from its last checkpoint in `.cache/train/`."""
+    from assets.shared.training_record import read_training_record
     from assets.train.checkpoints import run_key, work_dir_for
     from assets.train.distributed import check_launch, train_in_processes
     from assets.train.plot import loss_curve_png, loss_sparklines, markdown_image
@@ -57,7 +59,10 @@ def adapter(
         # AdaLoRA's rank schedule must fit the run: checked on the row count before the base loads.
         with user_errors("adapter"):
             settings.method_config.check_schedule(settings.total_steps(len(train_split)))
-    base_source = models.base_record(base_model)["source"]
+    base_record = models.base_record(base_model)
+    # The base on disk must be the one train.base_model names now, or the adapter trains on the old one.
+    refuse_other_base("adapter", context, base_record)
+    base_source = base_record["source"]
     if settings.processes > 1:
         with user_errors("adapter"):
             check_launch(settings.processes, models.device)
@@ -100,6 +105,8 @@ def adapter(
                 log=context.log.info,
             )
     losses = [h["loss"] for h in result.loss_history if "loss" in h]
+    # Threads and deterministic mode training ran under, as its training record says.
+    reproducibility = read_training_record(out_dir).reproducibility
     metadata = {
         "base_model": base_source,
         "train_rows": len(train_split),
@@ -119,6 +126,8 @@ def adapter(
         "processes": settings.processes,
         "effective_batch_size": settings.effective_batch_size,
         "resumed_from_step": result.resumed_from_step,
+        "num_threads": reproducibility.get("num_threads"),
+        "deterministic_algorithms": reproducibility.get("deterministic_algorithms"),
         "rows_longer_than_max_seq_length": result.truncation.longer_than_limit,
         "answers_cut_by_max_seq_length": result.truncation.answers_cut,
         "truncation": settings.truncation,

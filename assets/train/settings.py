@@ -42,6 +42,8 @@ class TrainSettings:
     gradient_checkpointing: str
     group_by_length: bool
     seed: int
+    # Intra-op threads while training (assets/train/determinism.py); 0: torch's choice (the machine's cores).
+    num_threads: int
     eval_steps: int
     save_steps: int
     log_every_steps: int
@@ -96,6 +98,15 @@ class TrainSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be a positive integer; got {value!r}")
+        if (
+            isinstance(self.num_threads, bool)
+            or not isinstance(self.num_threads, int)
+            or self.num_threads < 0
+        ):
+            problems.append(
+                f"num_threads must be 0 (torch's choice, bytes may differ between machines) or a positive "
+                f"integer; got {self.num_threads!r}"
+            )
         if not 0.0 <= self.warmup_ratio < 1.0:
             problems.append(f"warmup_ratio must be in [0, 1); got {self.warmup_ratio!r}")
         if not self.learning_rate > 0:

@@ -11,6 +11,7 @@ the same inputs give the same bytes), ``loss_history.json`` and ``validation_his
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -26,6 +27,7 @@ from assets.shared.chat import pad_batch
 from assets.shared.errors import InputError
 from assets.shared.training_record import TrainingRecord
 from assets.train.checkpoints import completion_callback, last_complete_checkpoint
+from assets.train.determinism import deterministic_training
 from assets.train.distributed import is_main_process
 from assets.train.methods.adalora import rank_allocation_callback
 from assets.train.progress import progress_callback
@@ -185,6 +187,10 @@ def train_adapter(
     work_dir.mkdir(parents=True, exist_ok=True)
     # Under torchrun every rank finds the same checkpoint; only rank 0 deletes incomplete ones.
     resume_from = last_complete_checkpoint(work_dir, prune=is_main_process())
+    # Fixed threads and deterministic kernels while training: same inputs, same adapter bytes on any
+    # machine (assets/train/determinism.py). Restored in the finally below.
+    pinned = contextlib.ExitStack()
+    reproducibility = pinned.enter_context(deterministic_training(settings.num_threads))
     try:
         args = TrainingArguments(
             output_dir=str(work_dir),
@@ -255,6 +261,7 @@ def train_adapter(
             if "loss" in entry
         ]
     finally:
+        pinned.close()
         if scratch is not None:
             scratch.cleanup()
     if not all(math.isfinite(entry["loss"]) for entry in history):
@@ -273,6 +280,7 @@ def train_adapter(
         inputs=dict(inputs or {}),
         method=settings.method,
         mergeable=chosen.mergeable,
+        reproducibility=reproducibility,
     )
     if is_main_process():
         # DDP keeps every rank's weights identical: rank 0 alone writes them (assets/train/distributed.py).
