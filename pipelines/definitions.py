@@ -19,6 +19,7 @@ from assets.ingest.asset import raw_examples
 from assets.registry.asset import promotion_gate, registered_adapter
 from assets.split.asset import split, split_leakage
 from assets.train.asset import adapter
+from pipelines.approval import approve_candidate_job, export_after_approval, export_champion
 from pipelines.automation import full_pipeline, raw_data_changed, weekly_retrain
 from pipelines.io_manager import ArtifactIOManager
 from resources.dvc import DvcResource
@@ -54,9 +55,9 @@ def build_resources() -> dict[str, object]:
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
-    jobs=[full_pipeline],
+    jobs=[full_pipeline, approve_candidate_job, export_champion],
     schedules=[weekly_retrain],
-    sensors=[raw_data_changed],
+    sensors=[raw_data_changed, export_after_approval],
     resources=build_resources(),
     # One process runs the steps in order: on a 2-core machine parallel steps only fight over the CPU,
     # and torch is imported once. A team deployment swaps this for a multiprocess/k8s executor.
