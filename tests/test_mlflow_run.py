@@ -40,7 +40,10 @@ def test_histories_become_step_series_named_by_what_they_hold() -> None:
     assert step_series([{"step": 1, "loss": float("nan"), "note": "x", "flag": True}], []) == {}
 
 
-def test_a_history_that_is_not_a_list_of_steps_names_the_file(tmp_path: Path) -> None:
+def test_a_history_that_is_not_a_list_of_steps_names_the_file(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("histories")  # not the registry-copying tmp_path of this module
     assert read_histories(tmp_path) == ([], [])  # adapters written before histories existed
     (tmp_path / LOSS_HISTORY_FILE).write_text('{"loss": 1}')
     with pytest.raises(InputError, match=f"{LOSS_HISTORY_FILE} is not a list"):
