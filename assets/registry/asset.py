@@ -4,7 +4,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -27,6 +27,9 @@ from resources.dvc import DvcResource
 from resources.project import PROJECT_ROOT
 from resources.registry import ModelRegistry, RegistryConflict, model_name_problem
 from resources.storage import StorageResource
+
+if TYPE_CHECKING:
+    from assets.shared.training_record import TrainingRecord
 
 RegistryConfig = stage_config("registered_adapter")
 # The registry artifact holding the dvc.lock entries of a version's inputs (restore reads it).
@@ -210,7 +213,7 @@ def reference_metrics(report: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def training_facts(trained: Any) -> dict[str, Any]:
+def training_facts(trained: "TrainingRecord") -> dict[str, Any]:
     """What the training record says the run did (counts, method, library versions), as MLflow params
     ``trained.*``; the settings it ran with are the ``train.*`` params."""
     facts = {
