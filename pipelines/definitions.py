@@ -20,6 +20,7 @@ from assets.registry.asset import promotion_gate, registered_adapter
 from assets.split.asset import split, split_leakage
 from assets.train.asset import adapter
 from assets.tune.job import hyperparameter_search
+from pipelines.approval import approve_candidate_job, export_after_approval, export_champion
 from pipelines.automation import full_pipeline, raw_data_changed, weekly_retrain
 from pipelines.io_manager import ArtifactIOManager
 from resources.dvc import DvcResource
@@ -57,9 +58,9 @@ defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
     # hyperparameter_search is started by hand (UI, `python -m pipelines.tune`): no schedule or sensor.
-    jobs=[full_pipeline, hyperparameter_search],
+    jobs=[full_pipeline, hyperparameter_search, approve_candidate_job, export_champion],
     schedules=[weekly_retrain],
-    sensors=[raw_data_changed],
+    sensors=[raw_data_changed, export_after_approval],
     resources=build_resources(),
     # One process runs the steps in order: on a 2-core machine parallel steps only fight over the CPU,
     # and torch is imported once. A team deployment swaps this for a multiprocess/k8s executor.

@@ -436,6 +436,7 @@ class ModelRegistry(dg.ConfigurableResource):
         metrics: dict[str, float],
         params: dict[str, Any],
         extra_artifacts: dict[str, Path] | None = None,
+        metric_history: dict[str, list[tuple[int, float]]] | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """The version holding these adapter bytes (``tags['adapter_md5']``), registering it when there is
         none; the lookup and the registration happen under the lock, so two overlapping runs with the
@@ -445,7 +446,13 @@ class ModelRegistry(dg.ConfigurableResource):
             if existing is not None:
                 return existing, True
             info = self.register(
-                name, adapter_dir, tags=tags, metrics=metrics, params=params, extra_artifacts=extra_artifacts
+                name,
+                adapter_dir,
+                tags=tags,
+                metrics=metrics,
+                params=params,
+                extra_artifacts=extra_artifacts,
+                metric_history=metric_history,
             )
             return info, False
 
@@ -458,19 +465,34 @@ class ModelRegistry(dg.ConfigurableResource):
         metrics: dict[str, float],
         params: dict[str, Any],
         extra_artifacts: dict[str, Path] | None = None,
+        metric_history: dict[str, list[tuple[int, float]]] | None = None,
     ) -> dict[str, Any]:
         """Log ``adapter_dir`` (and ``extra_artifacts``: artifact folder -> local file) as a run's
-        artifacts and register it as a new version of ``name``."""
+        artifacts and register it as a new version of ``name``, whose ``run_id`` links to that run.
+        ``metrics`` are logged at step 0, ``metric_history`` (name -> [(step, value), ...], e.g. the
+        training curves) at their steps, so the MLflow UI charts them against the optimizer step."""
+        import time
+
+        from mlflow.entities import Metric, Param
         from mlflow.exceptions import MlflowException
 
         client = self.client()
         run = client.create_run(self._experiment_id(client), tags=tags, run_name=f"{name}-candidate")
         run_id = run.info.run_id
         try:
-            for key, value in sorted(params.items()):
-                client.log_param(run_id, key, str(value)[:500])
-            for key, value in sorted(metrics.items()):
-                client.log_metric(run_id, key, float(value))
+            now = int(time.time() * 1000)
+            points = [(key, 0, value) for key, value in sorted(metrics.items())]
+            points += [
+                (key, step, value)
+                for key, series in sorted((metric_history or {}).items())
+                for step, value in series
+            ]
+            # One batched call (MlflowClient splits it into the store's batch limits), not one per point.
+            client.log_batch(
+                run_id,
+                metrics=[Metric(key, float(value), now, int(step)) for key, step, value in points],
+                params=[Param(key, str(value)[:500]) for key, value in sorted(params.items())],
+            )
             client.log_artifacts(run_id, str(adapter_dir), "adapter")
             for folder, path in sorted((extra_artifacts or {}).items()):
                 client.log_artifact(run_id, str(path), folder)

@@ -80,3 +80,16 @@ def test_a_base_that_is_no_hub_id_is_not_claimed_as_one() -> None:
     assert "base_model:" not in card.split("---")[1]
     assert "into its base model `embedded`" in card
     assert "The registry holds no verdict for this version." in card
+
+
+def test_the_gate_section_states_the_interval_its_level_and_the_reference() -> None:
+    tags = {**TAGS, "gate_interval": "+0.08315 [+0.0746, +0.09241] (n=29)", "gate_champion_version": "2"}
+    registration = {"version": "3", "gate": {"confidence_level": 0.95}}
+    card = model_card({**CHAMPION, "tags": tags}, VERIFICATION, registration=registration)
+    gate = card.split("## Promotion gate")[1].split("## Lineage")[0]
+    assert "champion (version 2) minus this model's" in gate
+    assert "+0.08315 [+0.0746, +0.09241] (n=29)" in gate and "95% confidence interval" in gate
+    assert "gate_interval" not in card.split("## Lineage")[1]  # the verdict is not lineage
+    # Against the base, and with no registration record of this version at hand.
+    card = model_card({**CHAMPION, "tags": {**tags, "gate_champion_version": "none"}}, VERIFICATION)
+    assert "of the base model minus" in card and "its level was not recorded" in card

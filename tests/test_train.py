@@ -215,6 +215,8 @@ def test_train_adapter_learns_and_writes_a_reproducible_adapter(base_dir: Path, 
     assert read_training_record(out).quantization == "nf4" and read_training_record(out).max_seq_length == 64
     assert "transformers" in record["library_versions"]
     assert json.loads((out / LOSS_HISTORY_FILE).read_text()) == result.loss_history
+    # What the registry's MLflow run charts beside the loss.
+    assert {"learning_rate", "grad_norm", "num_input_tokens_seen"} <= set(result.loss_history[-1])
     assert [p.name for p in tmp_path.iterdir()] == ["a"], "scratch or staging directories were left behind"
 
     _train(base_dir, tmp_path / "b", epochs=2)

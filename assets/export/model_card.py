@@ -126,6 +126,8 @@ def _gate(tags: Mapping[str, Any], registration: Mapping[str, Any] | None) -> li
         lines.append(f"Verdict: **{tags['promotion']}**.")
     if tags.get("promotion_reason"):
         lines.append(f"Reasons: {tags['promotion_reason']}")
+    if tags.get("gate_interval"):
+        lines.append(_interval(tags, registration))
     if verdict is not None and not isinstance(verdict, (dict, list)):
         lines.append(f"Recorded verdict: {verdict}")
     elif isinstance(verdict, dict):
@@ -145,11 +147,30 @@ def _gate(tags: Mapping[str, Any], registration: Mapping[str, Any] | None) -> li
     return [*lines, ""]
 
 
+def _interval(tags: Mapping[str, Any], registration: Mapping[str, Any] | None) -> str:
+    """The gate's evidence in words: the paired loss difference against the reference it was judged
+    with and its bootstrap confidence interval, at the confidence level it was computed with."""
+    against = tags.get("gate_champion_version")
+    reference = f"champion (version {against})" if against and against != "none" else "base model"
+    level = ((registration or {}).get("gate") or {}).get("confidence_level")
+    confidence = (
+        f"{float(level):.0%} confidence interval"
+        if isinstance(level, (int, float))
+        else "confidence interval (its level was not recorded with this version)"
+    )
+    return (
+        f"Evidence: the mean loss (nats per answer token) of the {reference} minus this model's, over the "
+        f"test rows both scored, is {tags['gate_interval']}: the mean, then its {confidence} in brackets "
+        "(seeded paired "
+        "bootstrap, BCa; scipy.stats.bootstrap). The gate requires the interval to lie above 0."
+    )
+
+
 def _lineage(tags: Mapping[str, Any], champion: Mapping[str, Any]) -> list[str]:
     lines = ["## Lineage", "", "| what | value |", "|---|---|"]
     for key in sorted(tags):
-        if key in ("promotion", "promotion_reason"):
-            continue
+        if key in ("promotion", "promotion_reason") or key.startswith("gate_"):
+            continue  # the gate's decision, in its own section
         lines.append(f"| {key} | `{tags[key]}` |")
     lines.append(f"| mlflow_run_id | `{champion.get('run_id')}` |")
     return [

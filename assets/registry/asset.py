@@ -4,7 +4,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -28,9 +28,14 @@ from resources.project import PROJECT_ROOT
 from resources.registry import ModelRegistry, RegistryConflict, RegistryUnavailable, model_name_problem
 from resources.storage import StorageResource
 
+if TYPE_CHECKING:
+    from assets.shared.training_record import TrainingRecord
+
 RegistryConfig = stage_config("registered_adapter")
 # The registry artifact holding the dvc.lock entries of a version's inputs (restore reads it).
 LINEAGE_FILE = "dvc_lock_inputs.json"
+# The registry artifact (folder `plots`) drawing the training and validation loss.
+LOSS_CURVE_FILE = "loss_curve.png"
 # Lineage tags shown for the champion besides the *_md5 ones.
 LINEAGE_KEYS = ("base_model", "git_commit", "params_hash", "dagster_run_id", "raw_path", "promotion")
 
@@ -67,6 +72,7 @@ def registered_adapter(
     )
     from assets.registry.promotion import evaluate_gate
     from assets.registry.weights import lora_weight_delta
+    from assets.shared.training_curves import loss_curve_png, read_histories, step_series
     from assets.shared.training_record import read_training_record
 
     stopwatch = Stopwatch()
@@ -96,9 +102,14 @@ def registered_adapter(
     refuse_stale_adapter("registered_adapter", trained, store)
     with user_errors("registered_adapter"):
         weight_delta = lora_weight_delta(adapter)
+        train_history, validation_history = read_histories(adapter)
     candidate_metrics = {
         k: v for k, v in evaluation_report["models"]["candidate"].items() if isinstance(v, (int, float))
     }
+    # The MLflow run shows the candidate's metrics under their own names and the reference models'
+    # (base, champion) beside them, plus the training curves against the optimizer step.
+    run_metrics = {**candidate_metrics, **reference_metrics(evaluation_report)}
+    curves = step_series(train_history, validation_history)
     # What each upstream stage recorded it ran with, not params.yaml as it is now.
     settings = {
         stage: recorded_settings(context, key, md5s[key])
@@ -120,19 +131,28 @@ def registered_adapter(
         raw_path=raw_sources(store.path("raw_examples")),
     )
     params = {f"{stage}.{k}": v for stage, values in settings.items() if values for k, v in values.items()}
+    params.update(training_facts(trained))
     paths = {key: str(ARTIFACTS[key].path) for key in md5s}
     snapshot = dvc_lock_snapshot(Path(storage.root), md5s, paths)
     with tempfile.TemporaryDirectory(prefix="lineage-") as tmp:
         lineage_file = Path(tmp) / LINEAGE_FILE
         lineage_file.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
+        artifacts = {"lineage": lineage_file}
+        if train_history or validation_history:
+            plot = Path(tmp) / LOSS_CURVE_FILE
+            plot.write_bytes(
+                loss_curve_png(train_history, validation=validation_history, title="candidate adapter loss")
+            )
+            artifacts["plots"] = plot
         try:
             info, reused = registry.register_once(
                 config.model_name,
                 adapter,
                 tags=tags,
-                metrics=candidate_metrics,
+                metrics=run_metrics,
                 params=params,
-                extra_artifacts={"lineage": lineage_file},
+                extra_artifacts=artifacts,
+                metric_history=curves,
             )
         except RegistryConflict as exc:
             raise fail(f"registered_adapter: {exc}") from None
@@ -178,6 +198,7 @@ def registered_adapter(
         "champion": dg.MetadataValue.md(champion_summary(champion)),
         "reused_existing_version": reused,
         "mlflow_run_id": info["run_id"],
+        "mlflow_run_curves": ", ".join(f"{k} ({len(v)} steps)" for k, v in sorted(curves.items())) or "none",
         "adapter_weight_delta": weight_delta
         if weight_delta is not None
         else "not a LoRA safetensors adapter",
@@ -186,6 +207,33 @@ def registered_adapter(
         "record": dg.MetadataValue.json(record),
     }
     yield from record_stage(context, config, storage, dvc, {"registered_adapter": metadata}, stopwatch)
+
+
+def reference_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The numeric metrics of every model in ``report`` but the candidate, named ``<model>/<metric>``
+    (``base/perplexity``, ``champion/rougeL``), for the MLflow run beside the candidate's."""
+    return {
+        f"{model}/{key}": value
+        for model, values in report["models"].items()
+        if model != "candidate"
+        for key, value in values.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
+def training_facts(trained: "TrainingRecord") -> dict[str, Any]:
+    """What the training record says the run did (counts, method, library versions), as MLflow params
+    ``trained.*``; the settings it ran with are the ``train.*`` params."""
+    facts = {
+        "method": trained.method,
+        "steps": trained.steps,
+        "train_examples": trained.train_examples,
+        "validation_examples": trained.validation_examples,
+        "trainable_params": trained.trainable_params,
+        "total_params": trained.total_params,
+        **{f"version.{lib}": version for lib, version in trained.library_versions.items()},
+    }
+    return {f"trained.{key}": value for key, value in facts.items()}
 
 
 def champion_summary(champion: dict[str, Any] | None) -> str:

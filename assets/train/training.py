@@ -43,6 +43,8 @@ VALIDATION_HISTORY_FILE = "validation_history.json"
 _VERSIONED_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes")
 # Checkpoints kept in the work directory: the newest may be the one being written when a kill comes.
 _CHECKPOINTS_KEPT = 2
+# Trainer log values kept in loss_history.json beside the loss, when the Trainer logs them.
+_CURVE_KEYS = ("learning_rate", "grad_norm", "num_input_tokens_seen")
 
 
 @dataclass(frozen=True)
@@ -255,8 +257,14 @@ def train_adapter(
         elif eval_features:
             eval_loss = float(trainer.evaluate()["eval_loss"])
             validation_history.append({"step": int(output.global_step), "eval_loss": eval_loss})
+        # The curves the registry's MLflow run charts (assets/shared/training_curves.py) come from here.
         history = [
-            {"step": int(entry["step"]), "loss": float(entry["loss"]), "epoch": float(entry["epoch"])}
+            {
+                "step": int(entry["step"]),
+                "loss": float(entry["loss"]),
+                "epoch": float(entry["epoch"]),
+                **{key: entry[key] for key in _CURVE_KEYS if key in entry},
+            }
             for entry in trainer.state.log_history
             if "loss" in entry
         ]
