@@ -208,7 +208,7 @@ def test_cosine_schedule_length_grouping_and_checkpointing_train_together(
         batch_size=2,
         warmup_ratio=0.25,
         lr_scheduler="cosine",
-        group_by_length=True,
+        batching="group_by_length",
         gradient_checkpointing="always",
         log_every_steps=1,
     )

@@ -46,6 +46,10 @@ class TrainingRecord:
     # Whether the result can be merged into the base weights. False for soft prompts (prefix, prompt,
     # p_tuning: nothing in the base changes) and for full fine-tuning (the directory is the whole model).
     mergeable: bool = True
+    # train.batching as resolved for the device (assets/train/batching.py) and the measured padding
+    # efficiency (real tokens / processed tokens of the training batches); absent in older records.
+    batching: str = ""
+    padding_efficiency: float | None = None
 
     @property
     def quantization(self) -> str | None:

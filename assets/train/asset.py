@@ -95,7 +95,10 @@ def adapter(
         "method": result.method,
         "mergeable": result.mergeable,
         "gradient_checkpointing": result.gradient_checkpointing,
-        "group_by_length": settings.group_by_length,
+        "batching": f"{result.batching} ({result.batching_reason})",
+        "padding_efficiency": None
+        if result.padding_efficiency is None
+        else round(result.padding_efficiency, 3),
         "resumed_from_step": result.resumed_from_step,
         "rows_longer_than_max_seq_length": result.truncation.longer_than_limit,
         "answers_cut_by_max_seq_length": result.truncation.answers_cut,

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from assets.train.batching import BATCHING, UNPACKABLE_METHODS
 from assets.train.methods import METHOD_SETTINGS, Method, method_settings
 from assets.train.truncation import TRUNCATION_RULES
 from resources.model_loading import QUANTIZATIONS
@@ -40,7 +41,7 @@ class TrainSettings:
     weight_decay: float
     optimizer: str
     gradient_checkpointing: str
-    group_by_length: bool
+    batching: str
     seed: int
     eval_steps: int
     save_steps: int
@@ -118,8 +119,8 @@ class TrainSettings:
                 f"gradient_checkpointing must be one of {GRADIENT_CHECKPOINTING}; "
                 f"got {self.gradient_checkpointing!r}"
             )
-        if not isinstance(self.group_by_length, bool):
-            problems.append(f"group_by_length must be true or false; got {self.group_by_length!r}")
+        if self.batching not in BATCHING:
+            problems.append(f"batching must be one of {BATCHING}; got {self.batching!r}")
         return problems
 
     def _method_problems(self, chosen: Method) -> list[str]:
@@ -139,6 +140,11 @@ class TrainSettings:
             problems.append(
                 f"method {chosen.name!r} cannot train with gradient checkpointing (peft refuses it): set "
                 "gradient_checkpointing to 'auto' or 'never'"
+            )
+        if self.batching == "packed" and chosen.name in UNPACKABLE_METHODS:
+            problems.append(
+                f"method {chosen.name!r} puts virtual tokens before every row, which a packed row cannot "
+                "have: set batching to 'auto' or 'group_by_length'"
             )
         return problems
 

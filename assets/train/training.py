@@ -22,10 +22,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assets.shared.chat import pad_batch
 from assets.shared.errors import InputError
 from assets.shared.training_record import TrainingRecord
+from assets.train.batching import BatchCollator, choose_batching
 from assets.train.checkpoints import completion_callback, last_complete_checkpoint
+from assets.train.loss import weighted_loss_trainer
 from assets.train.methods.adalora import rank_allocation_callback
 from assets.train.progress import progress_callback
 from assets.train.settings import TrainSettings
@@ -60,6 +61,10 @@ class TrainResult:
     gradient_checkpointing: bool
     resumed_from_step: int | None
     truncation: TruncationCounts
+    # train.batching as resolved for the device ("auto" never), why, and real / processed tokens.
+    batching: str = "padded"
+    batching_reason: str = ""
+    padding_efficiency: float | None = None
     model: Any = field(repr=False, default=None)
 
 
@@ -174,7 +179,18 @@ def train_adapter(
     except ValueError as exc:  # a schedule or module list peft refuses for this model
         raise InputError(f"train.method {settings.method!r}: {exc}") from None
     trainable_params, total_params = _parameter_counts(model)
-    pad_id = tokenizer.pad_token_id
+    try:
+        batching = choose_batching(
+            settings.batching,
+            method=settings.method,
+            device_type=model.device.type,
+            attention=getattr(model.config, "_attn_implementation", None),
+        )
+    except ValueError as exc:
+        raise InputError(f"{exc} (params.yaml, section train).") from None
+    if log is not None:
+        log(f"Batching: {batching.name} ({batching.reason}).")
+    collator = BatchCollator(batching.name, pad_token_id=tokenizer.pad_token_id)
 
     scratch = None
     if work_dir is None:
@@ -196,7 +212,7 @@ def train_adapter(
             lr_scheduler_type=settings.lr_scheduler,
             weight_decay=settings.weight_decay,
             optim=settings.optimizer,
-            train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
+            train_sampling_strategy="group_by_length" if batching.name == "group_by_length" else "random",
             seed=settings.seed,
             data_seed=settings.seed,
             logging_strategy="steps",
@@ -223,12 +239,13 @@ def train_adapter(
             )
         if settings.method == "adalora":
             callbacks.append(rank_allocation_callback())
-        trainer = _rng_neutral_evaluation(Trainer)(
+        # Per-turn weights in the loss (assets/train/loss.py); evaluation leaves the RNG as it was.
+        trainer = _rng_neutral_evaluation(weighted_loss_trainer(Trainer))(
             model=model,
             args=args,
             train_dataset=train_features,
             eval_dataset=eval_features or None,
-            data_collator=lambda batch: pad_batch(batch, pad_token_id=pad_id),
+            data_collator=collator,
             callbacks=callbacks,
         )
         # The histories are returned and saved; printing every step to stdout only adds noise.
@@ -271,6 +288,8 @@ def train_adapter(
         inputs=dict(inputs or {}),
         method=settings.method,
         mergeable=chosen.mergeable,
+        batching=batching.name,
+        padding_efficiency=_rounded(collator.padding_efficiency),
     )
     with atomic_directory(out_dir) as staging:
         _save_model(model, staging, base_model_source)
@@ -296,8 +315,15 @@ def train_adapter(
         gradient_checkpointing=settings.use_gradient_checkpointing,
         resumed_from_step=int(resume_from.name.split("-")[1]) if resume_from else None,
         truncation=truncation,
+        batching=batching.name,
+        batching_reason=batching.reason,
+        padding_efficiency=collator.padding_efficiency,
         model=model,
     )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _rng_neutral_evaluation(trainer_class: type) -> type:
