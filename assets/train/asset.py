@@ -95,6 +95,7 @@ def adapter(
         "method": result.method,
         "mergeable": result.mergeable,
         "gradient_checkpointing": result.gradient_checkpointing,
+        "gradient_checkpointing_reason": result.gradient_checkpointing_reason,
         "batching": f"{result.batching} ({result.batching_reason})",
         "padding_efficiency": None
         if result.padding_efficiency is None

@@ -158,14 +158,6 @@ class TrainSettings:
         """The method family's validated settings (e.g. LoraSettings)."""
         return self._method[1]  # type: ignore[attr-defined]
 
-    @property
-    def use_gradient_checkpointing(self) -> bool:
-        """``auto``: on for a quantized base, where memory is what QLoRA is for (and peft's
-        ``prepare_model_for_kbit_training`` default), off otherwise; never for methods that refuse it."""
-        if not self.method_entry.gradient_checkpointing or self.gradient_checkpointing == "never":
-            return False
-        return self.gradient_checkpointing == "always" or self.quantization is not None
-
     def total_steps(self, train_examples: int) -> int:
         """Optimizer steps of a one-process run over ``train_examples`` rows, as transformers' Trainer
         counts them (the last partial batch and accumulation group count as steps)."""

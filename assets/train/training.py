@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from assets.shared.errors import InputError
 from assets.shared.training_record import TrainingRecord
+from assets.train.activation_memory import choose_gradient_checkpointing, free_bytes
 from assets.train.batching import BatchCollator, choose_batching
 from assets.train.checkpoints import completion_callback, last_complete_checkpoint
 from assets.train.loss import weighted_loss_trainer
@@ -62,9 +63,12 @@ class TrainResult:
     resumed_from_step: int | None
     truncation: TruncationCounts
     # train.batching as resolved for the device ("auto" never), why, and real / processed tokens.
+    gradient_checkpointing_reason: str = ""
     batching: str = "padded"
     batching_reason: str = ""
     padding_efficiency: float | None = None
+    # Real (non-padding) tokens of the training batches this process collated.
+    train_tokens: int = 0
     model: Any = field(repr=False, default=None)
 
 
@@ -86,11 +90,12 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _wrap(model: PreTrainedModel, settings: TrainSettings, total_steps: int) -> PreTrainedModel:
+def _wrap(
+    model: PreTrainedModel, settings: TrainSettings, total_steps: int, *, checkpointing: bool
+) -> PreTrainedModel:
     """The model to train: the base with the method's peft adapter, or the base itself for ``full``."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    checkpointing = settings.use_gradient_checkpointing
     if _is_quantized(model):
         model = prepare_model_for_kbit_training(
             model,
@@ -172,10 +177,21 @@ def train_adapter(
             + ("the cut answers are not trained" if rule == "trim" else "those rows are dropped")
         )
     total_steps = settings.total_steps(len(train_features))
+    checkpointing = choose_gradient_checkpointing(
+        settings.gradient_checkpointing,
+        method_allows=settings.method_entry.gradient_checkpointing,
+        config=model.config,
+        rows=settings.batch_size,
+        tokens=max(len(f["input_ids"]) for f in train_features),
+        bytes_per_value=_bytes_per_activation(model),
+        free=free_bytes(model.device),
+    )
+    if log is not None:
+        log(f"Gradient checkpointing {'on' if checkpointing.enabled else 'off'} ({checkpointing.reason}).")
     try:
         # Seed before the adapter exists: LoRA's A matrices and soft prompts are randomly initialized.
         set_seed(settings.seed)
-        model = _wrap(model, settings, total_steps)
+        model = _wrap(model, settings, total_steps, checkpointing=checkpointing.enabled)
     except ValueError as exc:  # a schedule or module list peft refuses for this model
         raise InputError(f"train.method {settings.method!r}: {exc}") from None
     trainable_params, total_params = _parameter_counts(model)
@@ -312,14 +328,24 @@ def train_adapter(
         validation_examples=len(eval_features),
         method=settings.method,
         mergeable=chosen.mergeable,
-        gradient_checkpointing=settings.use_gradient_checkpointing,
+        gradient_checkpointing=checkpointing.enabled,
+        gradient_checkpointing_reason=checkpointing.reason,
         resumed_from_step=int(resume_from.name.split("-")[1]) if resume_from else None,
         truncation=truncation,
         batching=batching.name,
         batching_reason=batching.reason,
         padding_efficiency=collator.padding_efficiency,
+        train_tokens=collator.real_tokens,
         model=model,
     )
+
+
+def _bytes_per_activation(model: PreTrainedModel) -> int:
+    """Bytes of one activation value: the width of the model's floating-point (compute) parameters."""
+    import torch
+
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return torch.finfo(dtype).bits // 8
 
 
 def _rounded(value: float | None) -> float | None:
