@@ -62,8 +62,9 @@ class TrainResult:
     gradient_checkpointing: bool
     resumed_from_step: int | None
     truncation: TruncationCounts
-    # train.batching as resolved for the device ("auto" never), why, and real / processed tokens.
+    # Why checkpointing is on or off (train.gradient_checkpointing, assets/train/activation_memory.py).
     gradient_checkpointing_reason: str = ""
+    # train.batching as resolved for the device ("auto" never), why, and real / processed tokens.
     batching: str = "padded"
     batching_reason: str = ""
     padding_efficiency: float | None = None
