@@ -14,8 +14,8 @@ The baseline is what a user writes from the peft and transformers docs: ``get_pe
 without gradient checkpointing, ``Trainer`` with random batches each padded to its longest row, the
 model's own loss. Ours is ``train_adapter`` with params.yaml's defaults (checkpoint saves and
 validation off in both, since the baseline has neither). The two alternate, ``--repetitions`` times
-each, so load on the shared machine hits both alike. Then single runs of ours with one setting changed
-show what each lever is worth.
+each, with runs of ours with one setting changed (what each lever is worth) in the same rotation, so a
+change in the shared machine's load falls on all of them alike.
 
 Effective tokens/s = real (non-padding) tokens of the training batches / training wall time; the same
 per CPU second of the process is reported beside it, as wall time on a shared machine moves with the
@@ -236,27 +236,18 @@ def main() -> int:
         features, _ = fit_rows(tokenizer, train_rows, max_seq_length=limit, rule=rule)
         held_out, _ = fit_rows(tokenizer, held_out_rows, max_seq_length=limit, rule=rule)
         pad_id = tokenizer.pad_token_id
-        runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "ours": []}
+        # Every configuration once per repetition, in the same order: a change in the machine's load
+        # then falls on all of them, not on whichever ran last.
+        runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "ours": [], **{n: [] for n in VARIANTS}}
         for repetition in range(args.repetitions):
-            for name in ("baseline", "ours"):
+            for name, history in runs.items():
                 if name == "baseline":
                     run = _baseline(base_dir, features, settings, pad_id)
                 else:
-                    run = _ours(base_dir, train_rows, settings, tokenizer)
-                runs[name].append(_summary(run, held_out, pad_id))
-                print(
-                    f"[{repetition + 1}/{args.repetitions}] {name}: {json.dumps(runs[name][-1])}", flush=True
-                )
-        variants = {}
-        for name, overrides in VARIANTS.items():
-            variants[name] = _summary(
-                _ours(
-                    base_dir, train_rows, _settings(args.steps, args.max_seq_length, **overrides), tokenizer
-                ),
-                held_out,
-                pad_id,
-            )
-            print(f"{name}: {json.dumps(variants[name])}", flush=True)
+                    variant = _settings(args.steps, args.max_seq_length, **VARIANTS.get(name, {}))
+                    run = _ours(base_dir, train_rows, variant, tokenizer)
+                history.append(_summary(run, held_out, pad_id))
+                print(f"[{repetition + 1}/{args.repetitions}] {name}: {json.dumps(history[-1])}", flush=True)
 
     def median(name: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[name])
@@ -282,7 +273,10 @@ def main() -> int:
         "method": settings.method,
         "quantization": settings.quantization,
         "runs": runs,
-        "variants": variants,
+        "median_effective_tokens_per_s": {name: median(name, "effective_tokens_per_s") for name in runs},
+        "median_effective_tokens_per_cpu_s": {
+            name: median(name, "effective_tokens_per_cpu_s") for name in runs
+        },
         "speedup_per_repetition": [round(s, 3) for s in speedups],
         "speedup_median": round(statistics.median(speedups), 3),
         "cpu_time_speedup_per_repetition": [round(s, 3) for s in cpu_speedups],
