@@ -112,7 +112,7 @@ def test_the_adapter_shows_progress_curves_and_method(tmp_path: Path, tiny_base:
         metadata["batching"].startswith("group_by_length (auto:") and 0 < metadata["padding_efficiency"] <= 1
     )
     assert metadata["answers_cut_by_max_seq_length"] == 0 and metadata["truncation"] == "trim"
-    assert metadata["loss_curve"].startswith("![training and validation loss](data:image/png;base64,")
+    assert metadata["loss_curve_plot"].startswith("![training and validation loss](data:image/png;base64,")
     # What a user reads in the run's log while it trains.
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     progress = [m for m in messages if m.startswith("step ")]
