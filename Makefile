@@ -109,3 +109,4 @@ bench: setup
 	$(PY) benchmarks/training_threads.py
 	@if [ -d ../shared/data/oasst2 ]; then $(PY) benchmarks/oasst2_clean.py; \
 	else echo "benchmarks/oasst2_clean.py skipped: ../shared/data/oasst2 is absent"; fi
+	$(PY) benchmarks/train.py

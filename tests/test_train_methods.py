@@ -180,15 +180,6 @@ def test_total_steps_count_as_the_trainer_does() -> None:
     assert _settings(max_steps=7).total_steps(17) == 7
 
 
-def test_gradient_checkpointing_auto_follows_quantization() -> None:
-    assert _settings().use_gradient_checkpointing
-    assert not _settings(method="lora", quantization=None).use_gradient_checkpointing
-    assert _settings(
-        method="lora", quantization=None, gradient_checkpointing="always"
-    ).use_gradient_checkpointing
-    assert not _settings(method="prefix").use_gradient_checkpointing
-
-
 def test_the_record_of_an_old_adapter_still_reads_as_mergeable_qlora(tmp_path: Path) -> None:
     (tmp_path / "training_config.json").write_text(
         json.dumps({"settings": {"quantization": "nf4", "max_seq_length": 64}, "base_model": {}})
@@ -208,7 +199,7 @@ def test_cosine_schedule_length_grouping_and_checkpointing_train_together(
         batch_size=2,
         warmup_ratio=0.25,
         lr_scheduler="cosine",
-        group_by_length=True,
+        batching="group_by_length",
         gradient_checkpointing="always",
         log_every_steps=1,
     )

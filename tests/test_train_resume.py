@@ -154,7 +154,9 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_final_loss(tmp_path: Path
     log: list[str] = []
     resumed = _train(base, out, work, log)
     assert resumed.resumed_from_step == 4 and resumed.steps == 8
-    assert log[0] == "training: 8 optimizer steps, resuming after step 4"
+    # The first progress line (the batching and checkpointing choices are logged before it).
+    started = next(line for line in log if line.startswith("training:"))
+    assert started == "training: 8 optimizer steps, resuming after step 4"
     assert [h["step"] for h in resumed.loss_history] == list(range(1, 9))
     assert resumed.loss_history[-1]["loss"] == pytest.approx(reference.loss_history[-1]["loss"], rel=1e-5)
     assert resumed.eval_loss == pytest.approx(reference.eval_loss, rel=1e-5)

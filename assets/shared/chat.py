@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -165,13 +167,37 @@ def encode_messages(
     return encode_conversation(tokenizer, render(tokenizer, messages, prompt=generation_prompt), messages)[0]
 
 
+def turn_weight(message: Message, index: int) -> float:
+    """The loss weight of assistant turn ``index``: its ``weight`` (None or absent: 1.0).
+
+    Raises ChatTemplateError for a weight that is not a finite number >= 0.
+    """
+    weight = message.get("weight")
+    if weight is None:
+        return 1.0
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, numbers.Real)
+        or not math.isfinite(weight)
+        or weight < 0
+    ):
+        raise ChatTemplateError(
+            f"Turn {index} has weight {weight!r}; a turn's weight must be a finite number >= 0 "
+            "(0: context, not trained; 1: trained; in between: trained with that share of the loss)."
+        )
+    return float(weight)
+
+
 def tokenize_conversation(
     tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], *, max_seq_length: int
-) -> dict[str, list[int]]:
-    """``input_ids``, ``attention_mask`` and ``labels`` (assistant tokens only, of turns whose ``weight``
-    is not 0), cut to ``max_seq_length``.
+) -> dict[str, list[Any]]:
+    """``input_ids``, ``attention_mask``, ``labels`` (assistant tokens only, of turns whose ``weight`` is
+    not 0) and ``loss_weights`` (each labelled token's turn weight, 0.0 elsewhere; floats), cut to
+    ``max_seq_length``.
 
-    Special-token text inside a message is encoded as text (:func:`encode_rendered`).
+    A turn's weight multiplies its tokens' loss (see assets/train/loss.py for the weighted mean).
+    Special-token text inside a message is encoded as text (:func:`encode_rendered`). Raises
+    ChatTemplateError for a slow tokenizer, an assistant turn the template rewrote or a weight < 0.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ChatTemplateError(
@@ -180,27 +206,34 @@ def tokenize_conversation(
         )
     text, spans = assistant_spans(tokenizer, messages)
     # A turn with weight 0 is context, not a target (LLaMA-Factory's and axolotl's per-turn weight);
-    # any other weight trains the turn as usual: fractional loss weights are not applied.
-    weights = [m.get("weight") for m in messages if m["role"] == "assistant"]
-    spans = [span for span, weight in zip(spans, weights, strict=True) if weight is None or weight > 0]
+    # any other weight scales its tokens' share of the loss.
+    weights = [turn_weight(m, i) for i, m in enumerate(messages) if m["role"] == "assistant"]
+    weighted = [(span, w) for span, w in zip(spans, weights, strict=True) if w > 0]
     # The template already wrote BOS and other special tokens as text.
     all_ids, all_offsets = encode_conversation(tokenizer, text, messages)
     input_ids = all_ids[:max_seq_length]
     labels = [IGNORE_INDEX] * len(input_ids)
+    loss_weights = [0.0] * len(input_ids)
     # A token belongs to the turn its first character is in.
-    span_iter = iter(spans)
-    span = next(span_iter, None)
+    span_iter = iter(weighted)
+    current = next(span_iter, None)
     for position, (start, _end) in enumerate(all_offsets[: len(input_ids)]):
-        while span is not None and start >= span[1]:
-            span = next(span_iter, None)
-        if span is not None and span[0] <= start:
+        while current is not None and start >= current[0][1]:
+            current = next(span_iter, None)
+        if current is not None and current[0][0] <= start:
             labels[position] = input_ids[position]
-    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
+            loss_weights[position] = current[1]
+    return {
+        "input_ids": input_ids,
+        "attention_mask": [1] * len(input_ids),
+        "labels": labels,
+        "loss_weights": loss_weights,
+    }
 
 
 def tokenize_rows(
     tokenizer: PreTrainedTokenizerBase, rows: Iterable[Mapping[str, Any]], *, max_seq_length: int
-) -> list[dict[str, list[int]]]:
+) -> list[dict[str, list[Any]]]:
     """Tokenize every row's ``messages``; rows whose assistant tokens were all cut off are left out,
     since they carry no training signal."""
     features = []
@@ -214,20 +247,24 @@ def tokenize_rows(
 def pad_batch(
     features: Sequence[Mapping[str, Sequence[int]]], *, pad_token_id: int, padding_side: str = "right"
 ) -> dict[str, torch.Tensor]:
-    """Stack features into tensors, padding ids with ``pad_token_id``, masks with 0 and labels with -100."""
+    """Stack features into tensors of shape (rows, longest row): ids padded with ``pad_token_id``, masks
+    with 0, labels with -100 (all int64) and ``loss_weights``, when present, with 0.0 (float32)."""
     import torch
 
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right'; got {padding_side!r}.")
     width = max(len(f["input_ids"]) for f in features)
-    fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX}
-    batch: dict[str, list[list[int]]] = {key: [] for key in fill if key in features[0]}
+    fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX, "loss_weights": 0.0}
+    batch: dict[str, list[list[Any]]] = {key: [] for key in fill if key in features[0]}
     for feature in features:
         for key, rows in batch.items():
             values = list(feature[key])
             padding = [fill[key]] * (width - len(values))
             rows.append(padding + values if padding_side == "left" else values + padding)
-    return {key: torch.tensor(rows, dtype=torch.long) for key, rows in batch.items()}
+    return {
+        key: torch.tensor(rows, dtype=torch.float32 if key == "loss_weights" else torch.long)
+        for key, rows in batch.items()
+    }
 
 
 def split_last_answer(messages: Sequence[Message]) -> tuple[list[dict[str, str]], str]:

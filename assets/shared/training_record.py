@@ -50,6 +50,10 @@ class TrainingRecord:
     # How training was made reproducible (assets/train/determinism.py): ``num_threads`` (intra-op threads
     # in effect), ``deterministic_algorithms``, ``deterministic_warn_only``. Empty in older records.
     reproducibility: dict[str, Any] = field(default_factory=dict)
+    # train.batching as resolved for the device (assets/train/batching.py) and the measured padding
+    # efficiency (real tokens / processed tokens of the training batches); absent in older records.
+    batching: str = ""
+    padding_efficiency: float | None = None
 
     @property
     def quantization(self) -> str | None:

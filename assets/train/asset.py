@@ -122,9 +122,13 @@ def adapter(
         "method": result.method,
         "mergeable": result.mergeable,
         "gradient_checkpointing": result.gradient_checkpointing,
-        "group_by_length": settings.group_by_length,
         "processes": settings.processes,
         "effective_batch_size": settings.effective_batch_size,
+        "gradient_checkpointing_reason": result.gradient_checkpointing_reason,
+        "batching": f"{result.batching} ({result.batching_reason})",
+        "padding_efficiency": None
+        if result.padding_efficiency is None
+        else round(result.padding_efficiency, 3),
         "resumed_from_step": result.resumed_from_step,
         "num_threads": reproducibility.get("num_threads"),
         "deterministic_algorithms": reproducibility.get("deterministic_algorithms"),

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from assets.train.batching import BATCHING, UNPACKABLE_METHODS
 from assets.train.methods import METHOD_SETTINGS, Method, method_settings
 from assets.train.truncation import TRUNCATION_RULES
 from resources.model_loading import QUANTIZATIONS
@@ -40,7 +41,7 @@ class TrainSettings:
     weight_decay: float
     optimizer: str
     gradient_checkpointing: str
-    group_by_length: bool
+    batching: str
     seed: int
     # Intra-op threads while training (assets/train/determinism.py); 0: torch's choice (the machine's cores).
     num_threads: int
@@ -130,13 +131,13 @@ class TrainSettings:
                 f"gradient_checkpointing must be one of {GRADIENT_CHECKPOINTING}; "
                 f"got {self.gradient_checkpointing!r}"
             )
-        if not isinstance(self.group_by_length, bool):
-            problems.append(f"group_by_length must be true or false; got {self.group_by_length!r}")
         if isinstance(self.processes, bool) or not isinstance(self.processes, int) or self.processes < 1:
             problems.append(
                 f"processes must be a positive integer (1: train in the Dagster process; more: one "
                 f"data-parallel process each, assets/train/distributed.py); got {self.processes!r}"
             )
+        if self.batching not in BATCHING:
+            problems.append(f"batching must be one of {BATCHING}; got {self.batching!r}")
         return problems
 
     def _method_problems(self, chosen: Method) -> list[str]:
@@ -157,6 +158,11 @@ class TrainSettings:
                 f"method {chosen.name!r} cannot train with gradient checkpointing (peft refuses it): set "
                 "gradient_checkpointing to 'auto' or 'never'"
             )
+        if self.batching == "packed" and chosen.name in UNPACKABLE_METHODS:
+            problems.append(
+                f"method {chosen.name!r} puts virtual tokens before every row, which a packed row cannot "
+                "have: set batching to 'auto' or 'group_by_length'"
+            )
         return problems
 
     @property
@@ -168,14 +174,6 @@ class TrainSettings:
     def method_config(self) -> Any:
         """The method family's validated settings (e.g. LoraSettings)."""
         return self._method[1]  # type: ignore[attr-defined]
-
-    @property
-    def use_gradient_checkpointing(self) -> bool:
-        """``auto``: on for a quantized base, where memory is what QLoRA is for (and peft's
-        ``prepare_model_for_kbit_training`` default), off otherwise; never for methods that refuse it."""
-        if not self.method_entry.gradient_checkpointing or self.gradient_checkpointing == "never":
-            return False
-        return self.gradient_checkpointing == "always" or self.quantization is not None
 
     @property
     def effective_batch_size(self) -> int:

@@ -23,12 +23,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assets.shared.chat import pad_batch
 from assets.shared.errors import InputError
 from assets.shared.training_record import TrainingRecord
+from assets.train.activation_memory import choose_gradient_checkpointing, free_bytes
+from assets.train.batching import BatchCollator, choose_batching
 from assets.train.checkpoints import completion_callback, last_complete_checkpoint
 from assets.train.determinism import deterministic_training
 from assets.train.distributed import is_main_process
+from assets.train.loss import weighted_loss_trainer
 from assets.train.methods.adalora import rank_allocation_callback
 from assets.train.progress import progress_callback
 from assets.train.settings import TrainSettings
@@ -65,6 +67,14 @@ class TrainResult:
     gradient_checkpointing: bool
     resumed_from_step: int | None
     truncation: TruncationCounts
+    # Why checkpointing is on or off (train.gradient_checkpointing, assets/train/activation_memory.py).
+    gradient_checkpointing_reason: str = ""
+    # train.batching as resolved for the device ("auto" never), why, and real / processed tokens.
+    batching: str = "padded"
+    batching_reason: str = ""
+    padding_efficiency: float | None = None
+    # Real (non-padding) tokens of the training batches this process collated.
+    train_tokens: int = 0
     model: Any = field(repr=False, default=None)
 
 
@@ -86,11 +96,12 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _wrap(model: PreTrainedModel, settings: TrainSettings, total_steps: int) -> PreTrainedModel:
+def _wrap(
+    model: PreTrainedModel, settings: TrainSettings, total_steps: int, *, checkpointing: bool
+) -> PreTrainedModel:
     """The model to train: the base with the method's peft adapter, or the base itself for ``full``."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    checkpointing = settings.use_gradient_checkpointing
     if _is_quantized(model):
         model = prepare_model_for_kbit_training(
             model,
@@ -172,14 +183,36 @@ def train_adapter(
             + ("the cut answers are not trained" if rule == "trim" else "those rows are dropped")
         )
     total_steps = settings.total_steps(len(train_features))
+    checkpointing = choose_gradient_checkpointing(
+        settings.gradient_checkpointing,
+        method_allows=settings.method_entry.gradient_checkpointing,
+        config=model.config,
+        rows=settings.batch_size,
+        tokens=max(len(f["input_ids"]) for f in train_features),
+        bytes_per_value=_bytes_per_activation(model),
+        free=free_bytes(model.device),
+    )
+    if log is not None:
+        log(f"Gradient checkpointing {'on' if checkpointing.enabled else 'off'} ({checkpointing.reason}).")
     try:
         # Seed before the adapter exists: LoRA's A matrices and soft prompts are randomly initialized.
         set_seed(settings.seed)
-        model = _wrap(model, settings, total_steps)
+        model = _wrap(model, settings, total_steps, checkpointing=checkpointing.enabled)
     except ValueError as exc:  # a schedule or module list peft refuses for this model
         raise InputError(f"train.method {settings.method!r}: {exc}") from None
     trainable_params, total_params = _parameter_counts(model)
-    pad_id = tokenizer.pad_token_id
+    try:
+        batching = choose_batching(
+            settings.batching,
+            method=settings.method,
+            device_type=model.device.type,
+            attention=getattr(model.config, "_attn_implementation", None),
+        )
+    except ValueError as exc:
+        raise InputError(f"{exc} (params.yaml, section train).") from None
+    if log is not None:
+        log(f"Batching: {batching.name} ({batching.reason}).")
+    collator = BatchCollator(batching.name, pad_token_id=tokenizer.pad_token_id)
 
     scratch = None
     if work_dir is None:
@@ -206,7 +239,7 @@ def train_adapter(
             lr_scheduler_type=settings.lr_scheduler,
             weight_decay=settings.weight_decay,
             optim=settings.optimizer,
-            train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
+            train_sampling_strategy="group_by_length" if batching.name == "group_by_length" else "random",
             seed=settings.seed,
             data_seed=settings.seed,
             logging_strategy="steps",
@@ -233,12 +266,13 @@ def train_adapter(
             )
         if settings.method == "adalora":
             callbacks.append(rank_allocation_callback())
-        trainer = _rng_neutral_evaluation(Trainer)(
+        # Per-turn weights in the loss (assets/train/loss.py); evaluation leaves the RNG as it was.
+        trainer = _rng_neutral_evaluation(weighted_loss_trainer(Trainer))(
             model=model,
             args=args,
             train_dataset=train_features,
             eval_dataset=eval_features or None,
-            data_collator=lambda batch: pad_batch(batch, pad_token_id=pad_id),
+            data_collator=collator,
             callbacks=callbacks,
         )
         # The histories are returned and saved; printing every step to stdout only adds noise.
@@ -289,6 +323,8 @@ def train_adapter(
         method=settings.method,
         mergeable=chosen.mergeable,
         reproducibility=reproducibility,
+        batching=batching.name,
+        padding_efficiency=_rounded(collator.padding_efficiency),
     )
     if is_main_process():
         # DDP keeps every rank's weights identical: rank 0 alone writes them (assets/train/distributed.py).
@@ -313,11 +349,28 @@ def train_adapter(
         validation_examples=len(eval_features),
         method=settings.method,
         mergeable=chosen.mergeable,
-        gradient_checkpointing=settings.use_gradient_checkpointing,
+        gradient_checkpointing=checkpointing.enabled,
+        gradient_checkpointing_reason=checkpointing.reason,
         resumed_from_step=int(resume_from.name.split("-")[1]) if resume_from else None,
         truncation=truncation,
+        batching=batching.name,
+        batching_reason=batching.reason,
+        padding_efficiency=collator.padding_efficiency,
+        train_tokens=collator.real_tokens,
         model=model,
     )
+
+
+def _bytes_per_activation(model: PreTrainedModel) -> int:
+    """Bytes of one activation value: the width of the model's floating-point (compute) parameters."""
+    import torch
+
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return torch.finfo(dtype).bits // 8
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _rng_neutral_evaluation(trainer_class: type) -> type:

@@ -44,9 +44,9 @@ def fit_rows(
     *,
     max_seq_length: int,
     rule: str,
-) -> tuple[list[dict[str, list[int]]], TruncationCounts]:
-    """Features (``input_ids``, ``attention_mask``, ``labels``) of ``rows`` within ``max_seq_length``
-    tokens under ``rule`` (``trim`` or ``drop``, see the module docstring), and the counts.
+) -> tuple[list[dict[str, list[Any]]], TruncationCounts]:
+    """Features (``input_ids``, ``attention_mask``, ``labels``, ``loss_weights``) of ``rows`` within
+    ``max_seq_length`` tokens under ``rule`` (``trim`` or ``drop``, see the module docstring), and the counts.
 
     Rows without any trained token (no assistant turn within the limit, or all weight 0) are left out
     and counted. Raises ValueError for an unknown rule.
@@ -62,6 +62,7 @@ def fit_rows(
         if len(full["input_ids"]) > max_seq_length:
             counts.longer_than_limit += 1
             labels = full["labels"][:max_seq_length]
+            loss_weights = full["loss_weights"][:max_seq_length]
             # The limit cuts an answer when a run of trained tokens goes on across it.
             cut = labels[-1] != IGNORE_INDEX and full["labels"][max_seq_length] != IGNORE_INDEX
             if cut:
@@ -72,11 +73,13 @@ def fit_rows(
                 position = len(labels) - 1
                 while position >= 0 and labels[position] != IGNORE_INDEX:
                     labels[position] = IGNORE_INDEX
+                    loss_weights[position] = 0.0
                     position -= 1
             feature = {
                 "input_ids": full["input_ids"][:max_seq_length],
                 "attention_mask": full["attention_mask"][:max_seq_length],
                 "labels": labels,
+                "loss_weights": loss_weights,
             }
         if all(label == IGNORE_INDEX for label in feature["labels"]):
             counts.dropped_no_answer_token += 1
