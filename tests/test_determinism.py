@@ -54,7 +54,7 @@ def test_training_pins_its_thread_count_and_gives_the_same_bytes_whatever_the_pr
         torch.set_num_threads(ambient)
         torch.use_deterministic_algorithms(False)
         out = tmp_path / f"ambient-{ambient}"
-        # The progress log is called from inside the training loop: what torch runs with there.
+        # Progress lines ("step ...") come from inside the training loop: what torch runs with there.
         train_adapter(
             load_causal_lm(base_dir, quantization="nf4", dtype="float32", device="cpu"),
             load_tokenizer(base_dir),
@@ -63,8 +63,10 @@ def test_training_pins_its_thread_count_and_gives_the_same_bytes_whatever_the_pr
             settings,
             out,
             base_model_source="embedded",
-            log=lambda _line: seen.append(
-                (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+            log=lambda line: (
+                seen.append((torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()))
+                if line.startswith("step ")
+                else None
             ),
         )
         assert torch.get_num_threads() == ambient  # put back as it was
