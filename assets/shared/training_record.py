@@ -46,6 +46,10 @@ class TrainingRecord:
     # Whether the result can be merged into the base weights. False for soft prompts (prefix, prompt,
     # p_tuning: nothing in the base changes) and for full fine-tuning (the directory is the whole model).
     mergeable: bool = True
+    # Early stopping (train.early_stopping_patience > 0): the step whose weights were kept (lowest
+    # validation loss) and the step training stopped at when that was before the end; None otherwise.
+    best_step: int | None = None
+    stopped_early_at_step: int | None = None
 
     @property
     def quantization(self) -> str | None:
