@@ -105,5 +105,6 @@ bench: setup
 	$(PY) benchmarks/pipeline_timing.py
 	$(PY) benchmarks/merge_tolerance.py
 	$(PY) benchmarks/clean_stage.py
+	$(PY) benchmarks/train_device_defaults.py
 	@if [ -d ../shared/data/oasst2 ]; then $(PY) benchmarks/oasst2_clean.py; \
 	else echo "benchmarks/oasst2_clean.py skipped: ../shared/data/oasst2 is absent"; fi

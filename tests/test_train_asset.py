@@ -40,8 +40,20 @@ def _inputs(root: Path, base: Path, train_rows: int = 8) -> None:
             {"method": "adalora", "adalora_tinit": 5, "max_steps": 4},
             ("train.adalora_tinit (5)", "leave no steps", "4 optimizer steps"),
         ),
+        ({"precision": "float16"}, ("train.precision float16 needs a CUDA device", "auto or float32")),
+        (
+            {"early_stopping_patience": 2, "eval_steps": 3, "save_steps": 4},
+            ("early_stopping_patience 2 needs save_steps to be a multiple of eval_steps",),
+        ),
     ],
-    ids=["unknown_method", "meaningless_setting", "full_on_a_quantized_base", "adalora_schedule"],
+    ids=[
+        "unknown_method",
+        "meaningless_setting",
+        "full_on_a_quantized_base",
+        "adalora_schedule",
+        "float16_on_cpu",
+        "early_stopping_between_saves",
+    ],
 )
 def test_a_wrong_method_or_setting_fails_before_the_base_loads(
     tmp_path: Path,
@@ -107,6 +119,12 @@ def test_the_adapter_shows_progress_curves_and_method(tmp_path: Path, tiny_base:
         True,
     )
     assert metadata["answers_cut_by_max_seq_length"] == 0 and metadata["truncation"] == "trim"
+    # auto, resolved for the CPU; early stopping is off by default.
+    assert (metadata["optimizer"], metadata["precision"], metadata["best_step"]) == (
+        "adamw_torch",
+        "float32",
+        None,
+    )
     assert metadata["loss_curve"].startswith("![training and validation loss](data:image/png;base64,")
     # What a user reads in the run's log while it trains.
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
