@@ -4,7 +4,7 @@ The device decides two things the settings leave open. The optimizer: bitsandbyt
 (Dettmers et al., 2022, "8-bit Optimizers via Block-wise Quantization"; paging as in the QLoRA paper,
 Dettmers et al., 2023) keeps AdamW's two moments in 8 bits and pages them to host memory under pressure,
 which only exists on CUDA; on a CPU bitsandbytes falls back to unpaged 8-bit state, which measured about
-3x slower per step than torch's AdamW (docs/benchmarks.md) to save memory a CPU run is not short of. The
+4x slower per step than torch's AdamW (docs/benchmarks.md) to save memory a CPU run is not short of. The
 precision: bfloat16 autocast where the GPU has bfloat16 units (Ampere and later), float16 with loss
 scaling on older GPUs, float32 on a CPU. bfloat16 autocast pays on a CPU only where it has bfloat16
 instructions (AVX512-BF16, AMX), and there it changes the numbers with the CPU model; float32 keeps a
