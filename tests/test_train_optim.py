@@ -211,11 +211,13 @@ def _train(base_dir: Path, out: Path, work: Path, log: Any = None) -> Any:
 
 @pytest.mark.slow
 def test_early_stopping_keeps_the_best_adapter_across_a_resume(base_dir: Path, tmp_path: Path) -> None:
-    result = _train(base_dir, tmp_path / "out", tmp_path / "work")
+    lines: list[str] = []
+    result = _train(base_dir, tmp_path / "out", tmp_path / "work", log=lines.append)
     losses = [h["eval_loss"] for h in result.validation_history]
     assert [h["step"] for h in result.validation_history] == [1, 2, 3]
     assert losses[1] < losses[0] and losses[2] > losses[1], losses
     assert (result.best_step, result.stopped_early_at_step, result.steps) == (2, 3, 3)
+    assert lines[-1].startswith("early stopping: stopped early at step 3; keeping step 2 (validation loss 6.")
     assert result.best_eval_loss == pytest.approx(losses[1]) == pytest.approx(result.eval_loss)
     # The adapter on disk is step 2's, not the last step's.
     saved = _validation_loss(base_dir, tmp_path / "out", _rows(4, 50), EARLY_STOPPING["max_seq_length"])

@@ -169,7 +169,7 @@ def train_adapter(
     if optimizer not in allowed_optimizers:
         raise InputError(
             f"train.optimizer = {settings.optimizer!r} (params.yaml) is not a transformers optimizer; "
-            f"choose {AUTO!r} (by device) or choose one of {sorted(allowed_optimizers)}."
+            f"choose one of {sorted(allowed_optimizers)}, or {AUTO!r} to pick by device."
         )
     precision = resolve_precision(settings.precision, device_type)
     limit, rule = settings.max_seq_length, settings.truncation
@@ -294,6 +294,13 @@ def train_adapter(
     stopped_early_at_step = None
     if patience and output.global_step < trainer.state.max_steps:
         stopped_early_at_step = int(output.global_step)
+    if log is not None and best_step:
+        stopped = (
+            f"stopped early at step {stopped_early_at_step}"
+            if stopped_early_at_step
+            else "trained to the end"
+        )
+        log(f"early stopping: {stopped}; keeping step {best_step} (validation loss {eval_loss:.4f})")
     record = TrainingRecord(
         settings={**asdict(settings), "optimizer": optimizer, "precision": precision},
         base_model={"source": base_model_source, "model_type": model.config.model_type},
