@@ -7,7 +7,8 @@ its ``EarlyStoppingCallback`` ends training after ``patience`` evaluations in a 
 lower than the best by more than ``threshold``. One gap is closed here: the Trainer records a best
 checkpoint only when the best evaluation falls on a save step, so an evaluation that improves on the
 best also saves (:func:`best_checkpoint_saver`), and the adapter kept is always the best one evaluated.
-Both callbacks' state is in the checkpoint's ``trainer_state.json``, so a resumed run counts on.
+The best so far and the patience counter are in each checkpoint's ``trainer_state.json``, so a resumed
+run counts on where it was killed.
 Framework-free: transformers is imported inside the functions.
 """
 
@@ -27,7 +28,7 @@ def require_validation(patience: int, validation_rows: int, *, scorable: bool = 
         which = (
             "no validation row has an assistant token within train.max_seq_length"
             if scorable
-            else ("validation_split is empty")
+            else "validation_split is empty"
         )
         raise InputError(
             f"train.early_stopping_patience is {patience}, but {which}: early stopping measures "
