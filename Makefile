@@ -107,6 +107,7 @@ bench: setup
 	$(PY) benchmarks/clean_stage.py
 	$(PY) benchmarks/registry_faults.py
 	$(PY) benchmarks/training_threads.py
+	$(PY) benchmarks/train_device_defaults.py
 	@if [ -d ../shared/data/oasst2 ]; then $(PY) benchmarks/oasst2_clean.py; \
 	else echo "benchmarks/oasst2_clean.py skipped: ../shared/data/oasst2 is absent"; fi
 	$(PY) benchmarks/train.py

@@ -40,8 +40,20 @@ def _inputs(root: Path, base: Path, train_rows: int = 8) -> None:
             {"method": "adalora", "adalora_tinit": 5, "max_steps": 4},
             ("train.adalora_tinit (5)", "leave no steps", "4 optimizer steps"),
         ),
+        ({"precision": "float16"}, ("train.precision float16 needs a CUDA device", "auto or float32")),
+        (
+            {"early_stopping_patience": 2, "eval_steps": 3, "save_steps": 4},
+            ("early_stopping_patience 2 needs save_steps to be a multiple of eval_steps",),
+        ),
     ],
-    ids=["unknown_method", "meaningless_setting", "full_on_a_quantized_base", "adalora_schedule"],
+    ids=[
+        "unknown_method",
+        "meaningless_setting",
+        "full_on_a_quantized_base",
+        "adalora_schedule",
+        "float16_on_cpu",
+        "early_stopping_between_saves",
+    ],
 )
 def test_a_wrong_method_or_setting_fails_before_the_base_loads(
     tmp_path: Path,
@@ -112,6 +124,12 @@ def test_the_adapter_shows_progress_curves_and_method(tmp_path: Path, tiny_base:
         metadata["batching"].startswith("group_by_length (auto:") and 0 < metadata["padding_efficiency"] <= 1
     )
     assert metadata["answers_cut_by_max_seq_length"] == 0 and metadata["truncation"] == "trim"
+    # auto, resolved for the CPU; early stopping is off by default.
+    assert (metadata["optimizer"], metadata["precision"], metadata["best_step"]) == (
+        "adamw_torch",
+        "float32",
+        None,
+    )
     # Sparklines inline (the UI shows markdown under 1000 characters without a click), the PNG beside.
     assert "| training |" in metadata["loss_curve"] and "| validation |" in metadata["loss_curve"]
     assert len(metadata["loss_curve"]) < 1000

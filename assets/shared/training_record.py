@@ -54,6 +54,10 @@ class TrainingRecord:
     # efficiency (real tokens / processed tokens of the training batches); absent in older records.
     batching: str = ""
     padding_efficiency: float | None = None
+    # Early stopping (train.early_stopping_patience > 0): the step whose weights were kept (lowest
+    # validation loss) and the step training stopped at when that was before the end; None otherwise.
+    best_step: int | None = None
+    stopped_early_at_step: int | None = None
 
     @property
     def quantization(self) -> str | None:

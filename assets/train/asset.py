@@ -47,7 +47,9 @@ def adapter(
     `validation_history.json`. A killed run resumes from its last checkpoint in `.cache/train/`."""
     from assets.shared.training_record import read_training_record
     from assets.train.checkpoints import run_key, work_dir_for
+    from assets.train.device_defaults import resolve_optimizer, resolve_precision
     from assets.train.distributed import check_launch, train_in_processes
+    from assets.train.early_stopping import require_validation
     from assets.train.plot import loss_curve_png, loss_sparklines, markdown_image
     from assets.train.settings import TrainSettings
     from assets.train.training import train_adapter
@@ -59,16 +61,25 @@ def adapter(
         # AdaLoRA's rank schedule must fit the run: checked on the row count before the base loads.
         with user_errors("adapter"):
             settings.method_config.check_schedule(settings.total_steps(len(train_split)))
+    # auto optimizer and precision follow the device; a precision it cannot run fails before the load.
+    device_type = models.device.split(":")[0]
+    with user_errors("adapter"):
+        precision = resolve_precision(settings.precision, device_type)
+        require_validation(settings.early_stopping_patience, len(validation_split))
+    resolved = {"optimizer": resolve_optimizer(settings.optimizer, device_type), "precision": precision}
     base_record = models.base_record(base_model)
     # The base on disk must be the one train.base_model names now, or the adapter trains on the old one.
     refuse_other_base("adapter", context, base_record)
     base_source = base_record["source"]
+    # A 4-bit base computes in the training precision (QLoRA computes in bfloat16); a full-precision base
+    # keeps float32 weights under autocast.
+    compute_dtype = precision if settings.quantization and precision != "float32" else "float32"
     if settings.processes > 1:
         with user_errors("adapter"):
             check_launch(settings.processes, models.device)
     else:
         # With more processes each rank loads the base on its own device (assets/train/worker.py).
-        model = models.causal_lm(base_model, quantization=settings.quantization)
+        model = models.causal_lm(base_model, quantization=settings.quantization, dtype=compute_dtype)
         tokenizer = models.tokenizer(base_model)
     # train_adapter writes atomically: a failed or interrupted run leaves the previous adapter in place.
     store = artifact_store(storage)
@@ -76,7 +87,9 @@ def adapter(
     # Hashed before training: the record says what this adapter was trained from.
     inputs = {key: store.md5(key) for key in ("base_model", "train_split", "validation_split")}
     # Checkpoints are kept per inputs and settings: a re-run after a kill resumes only the same run.
-    work_dir = work_dir_for(Path(storage.root), run_key(inputs, config.model_dump(), base_source))
+    # Keyed by the resolved optimizer and precision: a GPU run's checkpoints never resume on a CPU.
+    key = run_key(inputs, {**config.model_dump(), **resolved}, base_source)
+    work_dir = work_dir_for(Path(storage.root), key)
     with user_errors("adapter"):
         if settings.processes > 1:
             result = train_in_processes(
@@ -86,6 +99,7 @@ def adapter(
                 validation_path=store.require("validation_split"),
                 out_dir=out_dir,
                 device=models.device,
+                dtype=compute_dtype,
                 base_model_source=base_source,
                 inputs=inputs,
                 work_dir=work_dir,
@@ -129,6 +143,12 @@ def adapter(
         "padding_efficiency": None
         if result.padding_efficiency is None
         else round(result.padding_efficiency, 3),
+        "optimizer": result.optimizer,
+        "precision": result.precision,
+        "early_stopping_patience": settings.early_stopping_patience,
+        "best_step": result.best_step,
+        "best_eval_loss": None if result.best_eval_loss is None else round(result.best_eval_loss, 4),
+        "stopped_early_at_step": result.stopped_early_at_step,
         "resumed_from_step": result.resumed_from_step,
         "num_threads": reproducibility.get("num_threads"),
         "deterministic_algorithms": reproducibility.get("deterministic_algorithms"),

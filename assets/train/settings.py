@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from assets.train.batching import BATCHING, UNPACKABLE_METHODS
+from assets.train.device_defaults import PRECISIONS
 from assets.train.methods import METHOD_SETTINGS, Method, method_settings
 from assets.train.truncation import TRUNCATION_RULES
 from resources.model_loading import QUANTIZATIONS
@@ -50,6 +51,10 @@ class TrainSettings:
     log_every_steps: int
     log_every_seconds: float
     processes: int
+    # Device-dependent choices (assets/train/device_defaults.py) and early stopping on validation loss.
+    precision: str
+    early_stopping_patience: int
+    early_stopping_threshold: float
     # Method-specific (assets/train/methods/): LoRA family, AdaLoRA, IA3, soft prompts.
     lora_r: int
     lora_alpha: int
@@ -71,7 +76,7 @@ class TrainSettings:
         # YAML users write "none" as often as null for "no quantization".
         if isinstance(self.quantization, str) and self.quantization.lower() == "none":
             object.__setattr__(self, "quantization", None)
-        problems = self._generic_problems()
+        problems = self._generic_problems() + self._precision_and_stopping_problems()
         try:
             chosen, config = method_settings(self.method, asdict(self))
         except ValueError as exc:
@@ -140,6 +145,32 @@ class TrainSettings:
             problems.append(f"batching must be one of {BATCHING}; got {self.batching!r}")
         return problems
 
+    def _precision_and_stopping_problems(self) -> list[str]:
+        problems = []
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
+        patience = self.early_stopping_patience
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            problems.append(
+                f"early_stopping_patience must be 0 (off) or a positive integer; got {patience!r}"
+            )
+        elif (
+            patience > 0
+            and _positive_ints(self.eval_steps, self.save_steps)
+            and self.save_steps % self.eval_steps
+        ):
+            # transformers' load_best_model_at_end refuses saves that fall between evaluations.
+            problems.append(
+                f"early_stopping_patience {patience} needs save_steps to be a multiple of eval_steps; got "
+                f"save_steps {self.save_steps}, eval_steps {self.eval_steps}"
+            )
+        if not self.early_stopping_threshold >= 0:
+            problems.append(
+                f"early_stopping_threshold must be >= 0 (a validation loss drop); got "
+                f"{self.early_stopping_threshold!r}"
+            )
+        return problems
+
     def _method_problems(self, chosen: Method) -> list[str]:
         problems = []
         if chosen.quantization == "required" and self.quantization is None:
@@ -203,6 +234,10 @@ class TrainSettings:
                 f"expected exactly {sorted(known)}."
             )
         return cls(**values)
+
+
+def _positive_ints(*values: Any) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
 
 
 def method_setting_names() -> set[str]:

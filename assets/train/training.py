@@ -29,7 +29,10 @@ from assets.train.activation_memory import choose_gradient_checkpointing, free_b
 from assets.train.batching import BatchCollator, choose_batching
 from assets.train.checkpoints import completion_callback, last_complete_checkpoint
 from assets.train.determinism import deterministic_training
+from assets.train.device_defaults import AUTO, resolve_optimizer, resolve_precision
 from assets.train.distributed import is_main_process
+from assets.train.early_stopping import early_stopping_callbacks, require_validation
+from assets.train.early_stopping import training_arguments as early_stopping_arguments
 from assets.train.loss import weighted_loss_trainer
 from assets.train.methods.adalora import rank_allocation_callback
 from assets.train.progress import progress_callback
@@ -76,6 +79,14 @@ class TrainResult:
     # Real (non-padding) tokens of the training batches this process collated.
     train_tokens: int = 0
     model: Any = field(repr=False, default=None)
+    # What train.optimizer and train.precision resolved to on this device (assets/train/device_defaults.py).
+    optimizer: str = ""
+    precision: str = ""
+    # Early stopping (train.early_stopping_patience > 0): the step whose adapter was kept, its validation
+    # loss, and the step training stopped at when it stopped before the end (None otherwise).
+    best_step: int | None = None
+    best_eval_loss: float | None = None
+    stopped_early_at_step: int | None = None
 
 
 def _library_versions() -> dict[str, str]:
@@ -156,18 +167,27 @@ def train_adapter(
     holds a complete checkpoint the run resumes from it (``resumed_from_step``); it is emptied once the
     output is written. None: a temporary directory, no resume. ``log`` receives progress lines.
     Validation loss is measured every ``eval_steps`` steps and at the end; ``eval_loss`` is None when no
-    validation row has an assistant token within ``max_seq_length``. Raises InputError for an unknown
-    optimizer, no trainable row, or a loss that became NaN.
+    validation row has an assistant token within ``max_seq_length``.
+
+    ``optimizer`` and ``precision`` ``auto`` resolve for the model's device (assets/train/device_defaults.py)
+    and the resolved values go into the record. With ``early_stopping_patience`` > 0 training stops after
+    that many evaluations without a validation loss drop of more than ``early_stopping_threshold``, and
+    the adapter written is the one of the lowest validation loss (``best_step``).
+    Raises InputError for an unknown optimizer, a precision the device cannot run, early stopping without
+    a scorable validation row, no trainable row, or a loss that became NaN.
     """
     from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
     from transformers.training_args import OptimizerNames
 
+    device_type = model.device.type
+    optimizer = resolve_optimizer(settings.optimizer, device_type)
     allowed_optimizers = {o.value for o in OptimizerNames}
-    if settings.optimizer not in allowed_optimizers:
+    if optimizer not in allowed_optimizers:
         raise InputError(
             f"train.optimizer = {settings.optimizer!r} (params.yaml) is not a transformers optimizer; "
-            f"choose one of {sorted(allowed_optimizers)}."
+            f"choose one of {sorted(allowed_optimizers)}, or {AUTO!r} to pick by device."
         )
+    precision = resolve_precision(settings.precision, device_type)
     limit, rule = settings.max_seq_length, settings.truncation
     train_features, truncation = fit_rows(tokenizer, train_rows, max_seq_length=limit, rule=rule)
     eval_features, _ = fit_rows(tokenizer, validation_rows, max_seq_length=limit, rule=rule)
@@ -176,6 +196,8 @@ def train_adapter(
             f"No training row has an assistant token within train.max_seq_length ({limit}) under "
             f"train.truncation {rule!r}: check that train_split is not empty and has assistant answers."
         )
+    patience = settings.early_stopping_patience
+    require_validation(patience, len(eval_features), scorable=True)
     if log is not None and truncation.answers_cut:
         log(
             f"{truncation.answers_cut} of {truncation.rows} training rows have an answer cut by "
@@ -238,7 +260,9 @@ def train_adapter(
             warmup_steps=settings.warmup_ratio,  # a float in [0, 1) is a fraction of the total steps
             lr_scheduler_type=settings.lr_scheduler,
             weight_decay=settings.weight_decay,
-            optim=settings.optimizer,
+            optim=optimizer,
+            bf16=precision == "bfloat16",
+            fp16=precision == "float16",
             train_sampling_strategy="group_by_length" if batching.name == "group_by_length" else "random",
             seed=settings.seed,
             data_seed=settings.seed,
@@ -255,9 +279,13 @@ def train_adapter(
             remove_unused_columns=False,
             dataloader_num_workers=0,
             dataloader_pin_memory=False,
-            use_cpu=model.device.type == "cpu",
+            use_cpu=device_type == "cpu",
+            **early_stopping_arguments(patience),
         )
-        callbacks = [completion_callback()]
+        callbacks = [
+            completion_callback(),
+            *early_stopping_callbacks(patience, settings.early_stopping_threshold),
+        ]
         if log is not None:
             callbacks.append(
                 progress_callback(
@@ -286,7 +314,11 @@ def train_adapter(
             if "eval_loss" in entry
         ]
         eval_loss = None
-        if validation_history and validation_history[-1]["step"] == output.global_step:
+        best_step = trainer.state.best_global_step if patience else None
+        if best_step:
+            # load_best_model_at_end has put the best checkpoint's weights back: they are what is saved.
+            eval_loss = float(trainer.state.best_metric)
+        elif validation_history and validation_history[-1]["step"] == output.global_step:
             eval_loss = validation_history[-1]["eval_loss"]
         elif eval_features:
             eval_loss = float(trainer.evaluate()["eval_loss"])
@@ -310,8 +342,18 @@ def train_adapter(
         raise InputError("Training loss became NaN or infinite; lower train.learning_rate or check the data.")
 
     chosen = settings.method_entry
+    stopped_early_at_step = None
+    if patience and output.global_step < trainer.state.max_steps:
+        stopped_early_at_step = int(output.global_step)
+    if log is not None and best_step:
+        stopped = (
+            f"stopped early at step {stopped_early_at_step}"
+            if stopped_early_at_step
+            else "trained to the end"
+        )
+        log(f"early stopping: {stopped}; keeping step {best_step} (validation loss {eval_loss:.4f})")
     record = TrainingRecord(
-        settings=asdict(settings),
+        settings={**asdict(settings), "optimizer": optimizer, "precision": precision},
         base_model={"source": base_model_source, "model_type": model.config.model_type},
         library_versions=_library_versions(),
         train_examples=len(train_features),
@@ -325,6 +367,8 @@ def train_adapter(
         reproducibility=reproducibility,
         batching=batching.name,
         padding_efficiency=_rounded(collator.padding_efficiency),
+        best_step=int(best_step) if best_step else None,
+        stopped_early_at_step=stopped_early_at_step,
     )
     if is_main_process():
         # DDP keeps every rank's weights identical: rank 0 alone writes them (assets/train/distributed.py).
@@ -358,6 +402,11 @@ def train_adapter(
         padding_efficiency=collator.padding_efficiency,
         train_tokens=collator.real_tokens,
         model=model,
+        optimizer=optimizer,
+        precision=precision,
+        best_step=int(best_step) if best_step else None,
+        best_eval_loss=eval_loss if best_step else None,
+        stopped_early_at_step=stopped_early_at_step,
     )
 
 
