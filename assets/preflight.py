@@ -39,6 +39,9 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "registered_adapter": ("assets.registry.gate:GateSettings",),
     "merged_model": ("assets.export.merge:ExportSettings",),
 }
+# Sections no stage reads but a command does, with the settings class that command builds from them (it
+# checks their values when it runs; a run only needs their keys to be known).
+COMMAND_SETTINGS: dict[str, str] = {"retention": "resources.retention:RetentionPolicy"}
 # Config fields an asset reads itself (`stage_value`, `config.<field>`), with the type it needs.
 DIRECT_READS: dict[str, dict[str, Any]] = {
     "raw_examples": {"raw_path": str, "max_chars": int},
@@ -139,8 +142,8 @@ def _lacks_chat_template(directory: Path) -> bool:
 
 
 def read_settings(root: Path = PROJECT_ROOT) -> set[str]:
-    """Every ``section.key`` some stage reads: the fields of its settings classes and its direct reads,
-    where its params entries give them."""
+    """Every ``section.key`` some stage reads (the fields of its settings classes and its direct reads,
+    where its params entries give them) or a command reads (``COMMAND_SETTINGS``)."""
     known: set[str] = set()
     for stage in stages.STAGES:
         names = qualified_names(stage.params, root)
@@ -148,6 +151,8 @@ def read_settings(root: Path = PROJECT_ROOT) -> set[str]:
         for spec in STAGE_SETTINGS.get(stage.name, ()):
             read |= {f.name for f in fields(_settings_class(spec))}
         known |= {names[field] for field in read if field in names and field not in stage.config_exclude}
+    for section_name, spec in COMMAND_SETTINGS.items():
+        known |= {f"{section_name}.{f.name}" for f in fields(_settings_class(spec))}
     return known
 
 
