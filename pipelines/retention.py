@@ -180,8 +180,13 @@ def delete_runs(instance: dg.DagsterInstance, run_ids: list[str]) -> None:
 def plan_registry(
     registry: ModelRegistry, name: str, policy: RetentionPolicy, root: Path, plan: Plan
 ) -> list:
-    from resources.retention import plan_versions, registry_versions, run_artifact_dir
+    from resources.retention import plan_versions, registry_versions, run_artifact_dir, trashed_runs
 
+    for run_id in trashed_runs(registry):
+        directory = run_artifact_dir(registry, run_id)
+        size = tree_size(directory) if directory is not None else None
+        item = Item(f"run {run_id}", size, "in MLflow's trash (deleted, files not yet removed)")
+        plan.category("registry: deleted runs").delete.append(item)
     versions = registry_versions(registry, name)
     keep, delete = plan_versions(versions, policy, candidate=current_candidate(root, name))
     for v in versions:
@@ -202,7 +207,7 @@ def plan_registry(
                 if why.startswith("former")
                 else "registry: rejected candidates"
                 if why.startswith("rejected")
-                else "registry: champion, previous, pending, candidate"
+                else "registry: protected versions"
             )
             plan.category(row).keep.append(Item(f"version {v.version}", size, why))
     return [v for v in versions if v.version in keep]
@@ -337,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="every item with its reason")
     parser.add_argument("--name", help="registered model name (default: params.yaml registry.model_name)")
     args = parser.parse_args(argv)
+    # The lineage snapshots are read through MLflow's downloads: no progress bars between the tables.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.exceptions import MlflowException
 
     from assets.params import ParamsError, section
@@ -367,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         after = store_sizes(PROJECT_ROOT, registry, instance)
     except MlflowException as exc:  # a registry that cannot be reached
         print(f"error: the registry ({registry.tracking_uri}) says: {exc.message}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # mlflow gc failed, the registry lock was held too long
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     print_plan(plan, applied=True, verbose=args.verbose)
     print()

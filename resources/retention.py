@@ -239,19 +239,36 @@ def run_artifact_dir(registry: ModelRegistry, run_id: str) -> Path | None:
     return Path(unquote(parsed.path))
 
 
+def trashed_runs(registry: ModelRegistry) -> list[str]:
+    """Runs of the registry's experiment in MLflow's ``deleted`` stage (its trash): left by an apply that
+    stopped before ``mlflow gc`` finished, or deleted by hand. Their files stay until they are removed."""
+    from mlflow.entities import ViewType
+
+    client = registry.client()
+    experiment = client.get_experiment_by_name(registry.experiment)
+    if experiment is None:
+        return []
+    runs = client.search_runs(
+        [experiment.experiment_id], run_view_type=ViewType.DELETED_ONLY, max_results=50_000
+    )
+    return [run.info.run_id for run in runs]
+
+
 def delete_versions(registry: ModelRegistry, name: str, versions: Iterable[VersionFacts]) -> list[str]:
     """Delete registry versions, their runs and the runs' artifacts (the adapter, the lineage snapshot)
-    under the registry lock. Returns notes for the user (e.g. a tracking server keeps the files until
-    its operator runs ``mlflow gc``).
+    under the registry lock, and empty the experiment's trash (:func:`trashed_runs`). Returns notes for
+    the user (e.g. a tracking server keeps the files until its operator runs ``mlflow gc``).
 
     The runs are soft-deleted through the client, then removed for good by MLflow's own ``mlflow gc
     --run-ids`` (metadata and artifacts) when the store is a local database; a tracking server's
-    backend store is its operator's, so there the runs stay in the ``deleted`` stage."""
+    backend store is its operator's, so there the runs stay in the ``deleted`` stage.
+
+    Raises:
+        RuntimeError: ``mlflow gc`` failed; the versions are gone and their runs wait in the trash, which
+            the next apply empties.
+    """
     from resources.registry import sqlite_file
 
-    versions = list(versions)
-    if not versions:
-        return []
     notes = []
     with registry.lock():
         client = registry.client()
@@ -265,35 +282,31 @@ def delete_versions(registry: ModelRegistry, name: str, versions: Iterable[Versi
                 continue
             client.delete_model_version(name, v.version)
             client.delete_run(v.run_id)
-        deleted = [v for v in versions if v.version in current and not current[v.version].aliases]
+        trash = trashed_runs(registry)
+        if not trash:
+            return notes
         if sqlite_file(registry.tracking_uri) is None:
             notes.append(
                 "the tracking server keeps the deleted runs' files until its operator runs `mlflow gc`."
             )
             return notes
-        directories = {v.run_id: run_artifact_dir(registry, v.run_id) for v in deleted}
+        directories = [run_artifact_dir(registry, run_id) for run_id in trash]
+        uri = registry.tracking_uri
+        command = ["gc", "--backend-store-uri", uri, "--tracking-uri", uri, "--run-ids", ",".join(trash)]
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "gc",
-                "--backend-store-uri",
-                registry.tracking_uri,
-                "--run-ids",
-                ",".join(v.run_id for v in deleted),
-            ],
+            [sys.executable, "-m", "mlflow", *command],
             capture_output=True,
             text=True,
             check=False,
             timeout=600,
         )
         if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["no message"])[-1]
             raise RuntimeError(
-                f"`mlflow gc` could not remove the deleted runs for good ({result.stderr.strip()[-600:]}); "
-                "their versions are gone, the runs are in MLflow's `deleted` stage: run it again."
+                f"`mlflow gc` could not remove the deleted runs for good ({last}); their versions are gone "
+                "and the runs wait in MLflow's `deleted` stage: run the command with --apply again."
             )
-        for directory in directories.values():
+        for directory in directories:
             # mlflow gc empties <run>/artifacts; the run's own folder is ours to remove once empty.
             run_dir = directory.parent if directory is not None else None
             if run_dir is not None and run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
@@ -302,21 +315,19 @@ def delete_versions(registry: ModelRegistry, name: str, versions: Iterable[Versi
 
 
 def kept_version_md5s(registry: ModelRegistry, versions: Iterable[VersionFacts]) -> dict[str, str]:
-    """DVC md5 -> which version keeps it, for the data and base model of each kept version: the
+    """DVC md5 -> which version keeps it, for the data and base model of each kept version: its
     ``<artifact>_md5`` lineage tags and every output in the version's dvc.lock snapshot
     (``lineage/dvc_lock_inputs.json``: rejected_examples too). The adapter's own md5 is left out: the
     registry holds the adapter, so its DVC copy is a duplicate once dvc.lock names another."""
     import json
     import tempfile
 
-    from assets.registry.lineage import LINEAGE_ARTIFACTS
-
     md5s: dict[str, str] = {}
     for v in versions:
         why = f"data of registry version {v.version}"
-        for key in LINEAGE_ARTIFACTS:
-            value = v.tags.get(f"{key}_md5")
-            if key != "adapter" and value:
+        for tag, value in v.tags.items():
+            # Lineage tags are `<artifact key>_md5` (assets/registry/lineage.py).
+            if tag.endswith("_md5") and tag != "adapter_md5" and value:
                 md5s.setdefault(value, why)
         with tempfile.TemporaryDirectory() as tmp:
             try:

@@ -215,6 +215,12 @@ def project(tmp_path: Path, monkeypatch) -> dict:
     return {"root": root, "registry": registry, "md5s": md5s, "instance": instance}
 
 
+def cli_run_dir(registry, run_id: str) -> Path:
+    from resources.retention import run_artifact_dir
+
+    return run_artifact_dir(registry, run_id).parent
+
+
 def _cache(root: Path) -> set[str]:
     from dvc.repo import Repo
 
@@ -224,16 +230,33 @@ def _cache(root: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_dry_run_deletes_nothing_and_apply_keeps_what_kept_versions_need(project: dict, capsys) -> None:
+    import dagster as dg
+
     import pipelines.registry as registry_cli
     from resources.artifacts import dvc_md5
 
     root, registry, md5s = project["root"], project["registry"], project["md5s"]
+    # A run someone deleted by hand (or an apply stopped before `mlflow gc`): in MLflow's trash.
+    client = registry.client()
+    trashed = client.create_run(client.get_experiment_by_name(registry.experiment).experiment_id).info.run_id
+    client.log_artifact(trashed, str(root / "params.yaml"), "leftover")
+    client.delete_run(trashed)
+    trashed_dir = cli_run_dir(registry, trashed)
+    assert trashed_dir.is_dir()
     cache_before = _cache(root)
     artifacts_before = sorted(p for p in (root / "mlartifacts").rglob("*") if p.is_file())
+
+    # A run in progress may be writing what retention would delete: --apply refuses.
+    busy = dg.DagsterRun(job_name="full_pipeline", status=dg.DagsterRunStatus.STARTED)
+    project["instance"].add_run(busy)
+    assert cli.main(["--name", "m", "--apply"]) == 1
+    assert f"run(s) {busy.run_id} are in progress" in capsys.readouterr().err
+    project["instance"].delete_run(busy.run_id)
 
     assert cli.main(["--name", "m", "--verbose"]) == 0
     out = capsys.readouterr().out
     assert "Dry run: nothing was deleted" in out
+    assert f"registry: deleted runs: delete run {trashed}" in out
     assert _cache(root) == cache_before
     assert sorted(p for p in (root / "mlartifacts").rglob("*") if p.is_file()) == artifacts_before
     assert "registry: rejected candidates" in out, out
@@ -244,14 +267,21 @@ def test_dry_run_deletes_nothing_and_apply_keeps_what_kept_versions_need(project
     assert "KiB" in rows["DVC cache: merged models"]
     assert "registry: rejected candidates: delete version 2" in out
     assert f"DVC cache: merged models: delete {md5s['A'][MERGED]}" in out
+    # Two exports kept: the older one stays, with its files.
+    two = cli.make_plan(root, RetentionPolicy(keep_merged_models=2), registry, "m", project["instance"])
+    kept = {item.name: item.reason for c in two.categories for item in c.keep}
+    assert kept[md5s["A"][MERGED]] == "merged model export 2 of retention.keep_merged_models"
 
     assert cli.main(["--name", "m", "--apply"]) == 0
     out = capsys.readouterr().out
     assert "DVC cache (.dvc/cache):" in out and "before" in out and "after" in out
     client = registry.client()
     assert {str(v.version) for v in client.search_model_versions("name='m'")} == {"1", "3"}
-    run_2 = [d for d in (root / "mlartifacts").rglob("adapter") if d.is_dir()]
-    assert len(run_2) == 2  # versions 1 and 3 keep their adapters; 2's run folder is gone
+    adapters = [d for d in (root / "mlartifacts").rglob("adapter") if d.is_dir()]
+    assert len(adapters) == 2  # versions 1 and 3 keep their adapters; 2's run folder is gone
+    assert not trashed_dir.exists()
+    with pytest.raises(Exception, match=trashed):
+        client.get_run(trashed)  # removed for good by mlflow gc
 
     cache = _cache(root)
     for state in ("A", "C"):
