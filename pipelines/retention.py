@@ -168,6 +168,8 @@ def delete_runs(instance: dg.DagsterInstance, run_ids: list[str]) -> None:
     storage = instance.event_log_storage
     for run_id in run_ids:
         instance.delete_run(run_id)
+        # Compute logs are keyed [run_id, "compute_logs", step]; a manager that cannot delete (the base
+        # class's no-op) keeps them.
         instance.compute_log_manager.delete_logs(prefix=[run_id])
         shard = getattr(storage, "path_for_shard", None)
         if shard is not None:
@@ -179,7 +181,8 @@ def delete_runs(instance: dg.DagsterInstance, run_ids: list[str]) -> None:
 
 def plan_registry(
     registry: ModelRegistry, name: str, policy: RetentionPolicy, root: Path, plan: Plan
-) -> list:
+) -> list[VersionFacts]:
+    """Add the registry's rows to ``plan``; returns the versions kept."""
     from resources.retention import plan_versions, registry_versions, run_artifact_dir, trashed_runs
 
     for run_id in trashed_runs(registry):

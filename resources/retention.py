@@ -48,8 +48,9 @@ class RetentionPolicy:
     # Former champions (promotion=demoted or rolled_back) kept besides `previous` and the version a
     # rollback would make `previous`, newest first.
     keep_former_champions: int = 1
-    # merged_model exports kept in the DVC cache, newest first (Dagster's materialization history); the
-    # current export is always one of them. Older ones can be rebuilt from the registry.
+    # merged_model exports kept in the DVC cache, newest first as Dagster's materialization history
+    # remembers them (an export whose run was pruned counts as unknown); the current export is always
+    # one of them. Older ones can be rebuilt from the registry.
     keep_merged_models: int = 1
     # Git revisions whose dvc.lock counts as in use, as dvc gc's flags: workspace (only the current
     # dvc.lock), all_branches, all_tags or all_commits.
