@@ -347,3 +347,67 @@ def test_old_runs_go_with_their_logs_but_recent_ones_and_current_materialization
     assert instance.get_run_by_id(runs[1]) is not None
     assert not shards[0].exists() and not shards[2].exists() and shards[1].exists()
     assert instance.get_latest_materialization_event(dg.AssetKey("raw_examples")).run_id == runs[1]
+
+
+# --- the whole pipeline, for real ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_on_a_real_project_a_rejected_candidate_goes_and_the_champion_restores(tmp_path: Path) -> None:
+    """A copy of the project: one full run (version 1, champion), then two retrained candidates that fail
+    the gate (2 and 3; 3 stays the current candidate). Retention deletes version 2 and its adapter's DVC
+    copy; the champion's splits still restore, and `dvc status` says what it said before."""
+    import subprocess
+    import sys
+
+    import yaml
+    from mlflow import MlflowClient
+
+    from pipelines.workspace import copy_project, run_in
+    from tests.test_end_to_end import OVERRIDES
+
+    root = copy_project(tmp_path / "project", OVERRIDES)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_in(root, [sys.executable, *args], timeout=1500)
+
+    result = run("-m", "pipelines.materialize", "--all")
+    assert result.returncode == 0, result.stderr[-3000:]
+    adapters = []
+    for seed in (7, 8):
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        params["train"]["seed"] = seed
+        params["registry"]["min_relative_improvement"] = 0.9  # a bar no candidate clears
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        for stage in ("adapter", "evaluation_report", "registered_adapter"):
+            run("-m", "pipelines.materialize", stage)
+        adapters.append(
+            json.loads((root / "models" / "registered_adapter.json").read_text())["tags"]["adapter_md5"]
+        )
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert {str(v.version) for v in client.search_model_versions("name='finetuned-adapter'")} == {
+        "1",
+        "2",
+        "3",
+    }
+    cache = root / ".dvc" / "cache" / "files" / "md5"
+    assert (cache / adapters[0][:2] / adapters[0][2:]).exists()
+
+    status_before = run("-m", "dvc", "status", "--json").stdout
+    dry = run("-m", "pipelines.retention")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "Dry run: nothing was deleted" in dry.stdout
+    assert (cache / adapters[0][:2] / adapters[0][2:]).exists()
+    applied = run("-m", "pipelines.retention", "--apply")
+    assert applied.returncode == 0, applied.stderr[-3000:]
+    assert "DVC cache (.dvc/cache):" in applied.stdout
+
+    assert {str(v.version) for v in client.search_model_versions("name='finetuned-adapter'")} == {"1", "3"}
+    assert not (cache / adapters[0][:2] / adapters[0][2:]).exists()  # version 2's adapter copy
+    assert (cache / adapters[1][:2] / adapters[1][2:]).exists()  # the current adapter (dvc.lock)
+    restored = run("-m", "pipelines.registry", "restore", "1", "--to", str(tmp_path / "v1"))
+    assert restored.returncode == 0, restored.stderr[-3000:]
+    assert (tmp_path / "v1" / "data" / "splits" / "test.parquet").is_file()
+    # DVC sees the same project: nothing it names went missing (merged_model is stale, as before).
+    assert run("-m", "dvc", "status", "--json").stdout == status_before
