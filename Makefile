@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: bench setup demo test test-all lint validate-defs format ui mlflow-ui dvc-yaml repro status sample clean-outputs
+.PHONY: bench setup demo test test-all lint validate-defs format ui mlflow-ui dvc-yaml repro status sample clean-outputs prune
 
 setup: $(STAMP)
 
@@ -91,6 +91,11 @@ repro: setup
 
 status: setup
 	$(VENV)/bin/dvc status
+
+# What params.yaml's `retention:` policy would delete (registry versions, DVC cache, Dagster run history),
+# with sizes; `make prune APPLY=1` deletes it.
+prune: setup
+	$(PY) -m pipelines.retention $(if $(APPLY),--apply)
 
 sample: setup
 	$(PY) data/sample/make_sample.py

@@ -23,7 +23,7 @@ from resources.project import PROJECT_ROOT
 
 PARAMS_FILE = "params.yaml"
 T = TypeVar("T")
-SECTIONS = ("data", "clean", "augment", "split", "train", "evaluate", "registry", "export")
+SECTIONS = ("data", "clean", "augment", "split", "train", "evaluate", "registry", "export", "retention")
 # The types a setting (or each item of a list setting) may have; null is allowed for a whole setting.
 SCALARS = (str, int, float, bool)
 # A YAML 1.2 float with an exponent. PyYAML follows YAML 1.1, which wants a dot and a signed exponent, so

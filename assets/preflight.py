@@ -44,6 +44,9 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
 }
 # Stages that read or write the model registry: a run of any of them checks it can be used first.
 REGISTRY_STAGES = frozenset({"evaluation_report", "registered_adapter", "merged_model"})
+# Sections no stage reads but a command does, with the settings class that command builds from them (it
+# checks their values when it runs; a run only needs their keys to be known).
+COMMAND_SETTINGS: dict[str, str] = {"retention": "resources.retention:RetentionPolicy"}
 # Config fields an asset reads itself (`stage_value`, `config.<field>`), with the type it needs.
 DIRECT_READS: dict[str, dict[str, Any]] = {
     "raw_examples": {"raw_path": str, "max_chars": int},
@@ -157,8 +160,8 @@ def registry_problem(registry: Any = None) -> str | None:
 
 
 def read_settings(root: Path = PROJECT_ROOT) -> set[str]:
-    """Every ``section.key`` some stage reads: the fields of its settings classes and its direct reads,
-    where its params entries give them."""
+    """Every ``section.key`` some stage reads (the fields of its settings classes and its direct reads,
+    where its params entries give them) or a command reads (``COMMAND_SETTINGS``)."""
     known: set[str] = set()
     for stage in stages.STAGES:
         names = qualified_names(stage.params, root)
@@ -166,6 +169,8 @@ def read_settings(root: Path = PROJECT_ROOT) -> set[str]:
         for spec in STAGE_SETTINGS.get(stage.name, ()):
             read |= {f.name for f in fields(_settings_class(spec))}
         known |= {names[field] for field in read if field in names and field not in stage.config_exclude}
+    for section_name, spec in COMMAND_SETTINGS.items():
+        known |= {f"{section_name}.{f.name}" for f in fields(_settings_class(spec))}
     return known
 
 
