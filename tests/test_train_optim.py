@@ -242,3 +242,24 @@ def test_early_stopping_keeps_the_best_adapter_across_a_resume(base_dir: Path, t
     assert again == pytest.approx(saved, abs=1e-5)
     history = json.loads((tmp_path / "again" / "validation_history.json").read_text())
     assert [h["step"] for h in history] == [1, 2, 3]
+
+
+def test_a_diverging_run_fails_instead_of_saving_a_nan_adapter(base_dir: Path, tmp_path: Path) -> None:
+    """At a learning rate of 1e30 the weights overflow within two steps; transformers' default
+    ``logging_nan_inf_filter`` would log such a step's loss as the running mean and the run would end
+    with a NaN adapter written as if it were fine."""
+    settings = _settings(
+        method="lora", quantization=None, learning_rate=1.0e30, max_steps=3, warmup_ratio=0.0, batch_size=4
+    )
+    out = tmp_path / "adapter"
+    with pytest.raises(InputError, match="NaN or infinite"):
+        train_adapter(
+            load_causal_lm(base_dir, quantization=None, dtype="float32", device="cpu"),
+            load_tokenizer(base_dir),
+            _rows(8),
+            _rows(4, 100),
+            settings,
+            out,
+            base_model_source="embedded",
+        )
+    assert not out.exists()

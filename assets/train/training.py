@@ -275,6 +275,9 @@ def train_adapter(
             eval_strategy="steps" if eval_features else "no",
             eval_steps=settings.eval_steps,
             report_to="none",
+            # transformers replaces a NaN/inf step loss by the running mean in the logged loss by default,
+            # so a diverged run would look finished; logged as it is, the check after training sees it.
+            logging_nan_inf_filter=False,
             disable_tqdm=True,
             remove_unused_columns=False,
             dataloader_num_workers=0,
