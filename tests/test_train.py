@@ -18,6 +18,7 @@ from assets.shared.chat import (
     tokenize_conversation,
     tokenize_rows,
 )
+from assets.shared.errors import InputError
 from assets.shared.training_record import TRAINING_CONFIG_FILE, read_training_record
 from assets.train.settings import TrainSettings
 from assets.train.training import LOSS_HISTORY_FILE, VALIDATION_HISTORY_FILE, train_adapter
@@ -262,3 +263,31 @@ def test_full_precision_lora_reports_no_validation_loss_without_validation_rows(
         model, load_tokenizer(base_dir), _rows(8), [], settings, tmp_path / "a", base_model_source="embedded"
     )
     assert result.steps == 2 and result.eval_loss is None and result.validation_examples == 0
+
+
+def _never_loaded() -> Any:
+    raise AssertionError("the base model was loaded although the rows could not be trained")
+
+
+def test_rows_that_cannot_be_trained_fail_before_the_base_loads(tokenizer: Any, tmp_path: Path) -> None:
+    """An empty train split, or a validation split none of whose rows fits max_seq_length, is named
+    before the loader is called (for a 7B base that is minutes and gigabytes saved)."""
+    settings = _settings(max_seq_length=8)
+    long_rows = [
+        {"messages": [{"role": "user", "content": "word " * 40}, {"role": "assistant", "content": "x " * 40}]}
+    ]
+    with pytest.raises(InputError, match=r"No training row .*train_split is not empty"):
+        train_adapter(
+            _never_loaded, tokenizer, [], [], settings, tmp_path / "a", base_model_source="embedded"
+        )
+    with pytest.raises(InputError, match=r"None of the 1 validation_split rows .*split.validation_fraction"):
+        train_adapter(
+            _never_loaded,
+            tokenizer,
+            _rows(4),
+            long_rows,
+            _settings(max_seq_length=24),
+            tmp_path / "b",
+            base_model_source="embedded",
+        )
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

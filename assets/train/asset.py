@@ -79,7 +79,10 @@ def adapter(
             check_launch(settings.processes, models.device)
     else:
         # With more processes each rank loads the base on its own device (assets/train/worker.py).
-        model = models.causal_lm(base_model, quantization=settings.quantization, dtype=compute_dtype)
+        # Loaded by train_adapter only once the rows proved trainable: bad data fails in seconds.
+        def load_model() -> object:
+            return models.causal_lm(base_model, quantization=settings.quantization, dtype=compute_dtype)
+
         tokenizer = models.tokenizer(base_model)
     # train_adapter writes atomically: a failed or interrupted run leaves the previous adapter in place.
     store = artifact_store(storage)
@@ -107,7 +110,7 @@ def adapter(
             )
         else:
             result = train_adapter(
-                model,
+                load_model,
                 tokenizer,
                 train_split.to_list(),
                 validation_split.to_list(),

@@ -140,7 +140,7 @@ def _parameter_counts(model: PreTrainedModel) -> tuple[int, int]:
 
 
 def train_adapter(
-    model: PreTrainedModel,
+    model: PreTrainedModel | Callable[[], PreTrainedModel],
     tokenizer: PreTrainedTokenizerBase,
     train_rows: Iterable[Mapping[str, Any]],
     validation_rows: Iterable[Mapping[str, Any]],
@@ -153,7 +153,8 @@ def train_adapter(
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` (wrapped in place) with ``settings.method`` and write the result to ``out_dir``
-    atomically.
+    atomically. ``model`` may be a zero-argument loader: it is called only after the rows were tokenized
+    and found trainable, so bad data fails before a large base is loaded.
 
     Rows are canonical examples (a ``messages`` list each); the loss covers assistant tokens only. Rows
     longer than ``max_seq_length`` follow ``settings.truncation`` (assets/train/truncation.py) and are
@@ -179,6 +180,27 @@ def train_adapter(
     from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
     from transformers.training_args import OptimizerNames
 
+    limit, rule = settings.max_seq_length, settings.truncation
+    validation_rows = list(validation_rows)
+    train_features, truncation = fit_rows(tokenizer, train_rows, max_seq_length=limit, rule=rule)
+    eval_features, _ = fit_rows(tokenizer, validation_rows, max_seq_length=limit, rule=rule)
+    if not train_features:
+        raise InputError(
+            f"No training row has an assistant token within train.max_seq_length ({limit}) under "
+            f"train.truncation {rule!r}: check that train_split is not empty and has assistant answers."
+        )
+    if validation_rows and not eval_features:
+        # A validation split that exists but cannot be scored would train blind: no curve, no early
+        # stopping, no best step. Turning validation off is a split setting, so it must be explicit.
+        raise InputError(
+            f"None of the {len(validation_rows)} validation_split rows has an assistant token within "
+            f"train.max_seq_length ({limit}) under train.truncation {rule!r}: raise "
+            "train.max_seq_length, or set split.validation_fraction to 0 to train without validation."
+        )
+    patience = settings.early_stopping_patience
+    require_validation(patience, len(eval_features), scorable=True)
+    if callable(model) and not hasattr(model, "config"):
+        model = model()
     device_type = model.device.type
     optimizer = resolve_optimizer(settings.optimizer, device_type)
     allowed_optimizers = {o.value for o in OptimizerNames}
@@ -188,16 +210,6 @@ def train_adapter(
             f"choose one of {sorted(allowed_optimizers)}, or {AUTO!r} to pick by device."
         )
     precision = resolve_precision(settings.precision, device_type)
-    limit, rule = settings.max_seq_length, settings.truncation
-    train_features, truncation = fit_rows(tokenizer, train_rows, max_seq_length=limit, rule=rule)
-    eval_features, _ = fit_rows(tokenizer, validation_rows, max_seq_length=limit, rule=rule)
-    if not train_features:
-        raise InputError(
-            f"No training row has an assistant token within train.max_seq_length ({limit}) under "
-            f"train.truncation {rule!r}: check that train_split is not empty and has assistant answers."
-        )
-    patience = settings.early_stopping_patience
-    require_validation(patience, len(eval_features), scorable=True)
     if log is not None and truncation.answers_cut:
         log(
             f"{truncation.answers_cut} of {truncation.rows} training rows have an answer cut by "
