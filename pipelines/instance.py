@@ -116,3 +116,17 @@ def fail_orphaned_runs(instance: dg.DagsterInstance, *, by: str) -> list[str]:
 
 if __name__ == "__main__":
     print(ensure_dagster_home())
+
+
+def command_line_instance(by: str = "the command line before a new run") -> dg.DagsterInstance:
+    """The persistent instance for a command-line run (DAGSTER_HOME set up first), with the runs a
+    killed process left STARTED failed and named on stderr, so a new run never queues behind them."""
+    import sys
+
+    import dagster as dg
+
+    ensure_dagster_home()
+    instance = dg.DagsterInstance.get()
+    for run_id in fail_orphaned_runs(instance, by=by):
+        print(f"run {run_id} was left STARTED by a process that is gone; marked it failed", file=sys.stderr)
+    return instance

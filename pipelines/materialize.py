@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from assets.stages import stage
-from pipelines.instance import HOST_TAG, ensure_dagster_home, fail_orphaned_runs
+from pipelines.instance import HOST_TAG, command_line_instance
 from resources.processes import hostname
 
 
@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:
         raise SystemExit(exc.args[0]) from None
 
-    ensure_dagster_home()
+    # A run a killed process left STARTED would hold the one run slot forever (and its half-done
+    # writes are rolled back as this run starts, by the storage resource).
+    instance = command_line_instance()
     import dagster as dg
 
     try:
@@ -57,11 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    instance = dg.DagsterInstance.get()
-    # A run a killed process left STARTED would hold the one run slot forever (and its half-done
-    # writes are rolled back as this run starts, by the storage resource).
-    for run_id in fail_orphaned_runs(instance, by="the command line before a new run"):
-        print(f"run {run_id} was left STARTED by a process that is gone; marked it failed", file=sys.stderr)
     tags = {HOST_TAG: hostname()}
     # Step-level progress is enough on a terminal; the UI keeps the full debug log of every run.
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.instance import HOST_TAG, ensure_dagster_home, fail_orphaned_runs
+from pipelines.instance import HOST_TAG, command_line_instance
 from pipelines.materialize import report_failure
 from resources.processes import hostname
 from resources.project import PROJECT_ROOT
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None
     }
 
-    ensure_dagster_home()
-    import dagster as dg
-
+    instance = command_line_instance()
     from assets.params import ParamsError
 
     try:
@@ -72,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:  # the definitions read params.yaml when they load
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    instance = dg.DagsterInstance.get()
-    for run_id in fail_orphaned_runs(instance, by="the command line before a new run"):
-        print(f"run {run_id} was left STARTED by a process that is gone; marked it failed", file=sys.stderr)
     run_config = {
         "ops": {OP_NAME: {"config": config}},
         "loggers": {"console": {"config": {"log_level": "INFO"}}},

@@ -27,6 +27,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 OASST2 = PROJECT_ROOT.parent / "shared" / "data" / "oasst2" / "oasst2_filtered.jsonl"
 
 
+@pytest.fixture(scope="session")
+def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded base model (a tiny Llama, seed 0) as ``prepare_base_model`` writes it, built once
+    for the session: tests only read it (a test that changes a base copies it first)."""
+    from resources.model_loading import prepare_base_model
+
+    out = tmp_path_factory.mktemp("base") / "base"
+    prepare_base_model("embedded", out, seed=0)
+    return out
+
+
 @pytest.fixture
 def oasst2_path() -> Path:
     if not OASST2.is_file():

@@ -16,15 +16,8 @@ import pytest
 from assets.shared.training_record import read_training_record
 from assets.train.determinism import deterministic_training
 from assets.train.training import train_adapter
-from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
+from resources.model_loading import load_causal_lm, load_tokenizer
 from tests.test_train import _rows, _settings
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("base") / "base"
-    prepare_base_model("embedded", out, seed=0)
-    return out
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from assets.shared.training_record import read_training_record
 from assets.train.methods import METHODS
 from assets.train.settings import TrainSettings
 from assets.train.training import train_adapter
-from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
+from resources.model_loading import load_causal_lm, load_tokenizer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Learning rates that move each method visibly in a few steps (as in tests/test_train_methods.py).
@@ -42,13 +42,6 @@ def _rows(count: int, offset: int = 0) -> list[dict[str, Any]]:
         }
         for i in range(offset, offset + count)
     ]
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("base") / "base"
-    prepare_base_model("embedded", out, seed=0)
-    return out
 
 
 @pytest.fixture(scope="module")

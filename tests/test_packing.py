@@ -15,7 +15,7 @@ from assets.train.batching import BatchCollator, choose_batching, pack_features
 from assets.train.loss import weighted_token_loss
 from assets.train.settings import TrainSettings
 from assets.train.training import train_adapter
-from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
+from resources.model_loading import load_causal_lm, load_tokenizer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,13 +27,6 @@ def _conversation(n: int, weight: float = 1.0) -> list[dict[str, Any]]:
         {"role": "user", "content": "And then?"},
         {"role": "assistant", "content": "Then " + "again " * (n % 3 + 1), "weight": weight},
     ]
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("base") / "base"
-    prepare_base_model("embedded", out, seed=0)
-    return out
 
 
 @pytest.fixture(scope="module")

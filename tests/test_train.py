@@ -22,7 +22,7 @@ from assets.shared.errors import InputError
 from assets.shared.training_record import TRAINING_CONFIG_FILE, read_training_record
 from assets.train.settings import TrainSettings
 from assets.train.training import LOSS_HISTORY_FILE, VALIDATION_HISTORY_FILE, train_adapter
-from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
+from resources.model_loading import load_causal_lm, load_tokenizer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TWO_TURNS = [
@@ -44,13 +44,6 @@ REWRITING = (
     "Turns: {{ messages | length }}\n"
     "{% for m in messages %}{{ m['role'] + ': ' + (m['content'] | upper) + '<|eos|>' }}{% endfor %}"
 )
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("base") / "base"
-    prepare_base_model("embedded", out, seed=0)
-    return out
 
 
 @pytest.fixture

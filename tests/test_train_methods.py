@@ -16,7 +16,7 @@ from assets.shared.training_record import read_training_record
 from assets.train.methods import METHOD_SETTINGS, METHODS
 from assets.train.settings import TrainSettings
 from assets.train.training import train_adapter
-from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
+from resources.model_loading import load_causal_lm, load_tokenizer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Learning rates that move each method visibly in a few steps on the tiny random model: soft prompts
@@ -24,13 +24,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LEARNING_RATES = {"prefix": 0.05, "prompt": 0.3, "p_tuning": 0.05, "ia3": 0.2, "full": 0.002}
 # Over about 10 s on the 2-core CPU; the default suite covers qlora and lora in test_train.py.
 SLOW = {"qlora", "dora", "lora"}
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("base") / "base"
-    prepare_base_model("embedded", out, seed=0)
-    return out
 
 
 def _params() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from assets.train.device_defaults import resolve_optimizer, resolve_precision
 from assets.train.settings import TrainSettings
 from assets.train.training import train_adapter
 from assets.train.truncation import fit_rows
-from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
+from resources.model_loading import load_causal_lm, load_tokenizer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # On the tiny model with these rows, LoRA at learning rate 0.1 lowers the validation loss for a few steps
@@ -39,13 +39,6 @@ EARLY_STOPPING = {
     "early_stopping_patience": 1,
     "log_every_steps": 1,
 }
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("base") / "base"
-    prepare_base_model("embedded", out, seed=0)
-    return out
 
 
 def _settings(**overrides: Any) -> TrainSettings:

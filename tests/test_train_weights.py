@@ -12,7 +12,7 @@ import pytest
 from assets.shared.chat import IGNORE_INDEX, ChatTemplateError, pad_batch, tokenize_conversation
 from assets.train.loss import weighted_loss_trainer, weighted_token_loss
 from assets.train.truncation import fit_rows
-from resources.model_loading import load_causal_lm, load_tokenizer, prepare_base_model
+from resources.model_loading import load_causal_lm, load_tokenizer
 
 
 def _conversation(second_weight: Any) -> list[dict[str, Any]]:
@@ -22,13 +22,6 @@ def _conversation(second_weight: Any) -> list[dict[str, Any]]:
         {"role": "user", "content": "What is 2+2?"},
         {"role": "assistant", "content": "It is 4, as anyone can check.", "weight": second_weight},
     ]
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("base") / "base"
-    prepare_base_model("embedded", out, seed=0)
-    return out
 
 
 @pytest.fixture(scope="module")
