@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from assets.ingest.normalize import normalize_file
 from assets.params import section
 from assets.shared.chat import IGNORE_INDEX, pad_batch, tokenize_conversation
+from assets.train.device_defaults import resolve_optimizer
 from assets.train.settings import TrainSettings
 from assets.train.training import train_adapter
 from assets.train.truncation import fit_rows
@@ -57,6 +58,8 @@ VARIANTS = {
     "ours, gradient checkpointing always": {"gradient_checkpointing": "always"},
     "ours, batching padded": {"batching": "padded"},
     "ours, batching packed": {"batching": "packed"},
+    # The default pins one thread (same bytes on any machine); 0 is torch's choice, as the baseline has.
+    "ours, num_threads 0 (torch's choice)": {"num_threads": 0},
 }
 
 
@@ -146,7 +149,8 @@ def _baseline(base_dir: Path, features: list, settings: TrainSettings, pad_token
             max_steps=settings.max_steps,
             warmup_steps=settings.warmup_ratio,
             lr_scheduler_type=settings.lr_scheduler,
-            optim=settings.optimizer,
+            # What train.optimizer: auto resolves to on a CPU (assets/train/device_defaults.py).
+            optim=resolve_optimizer(settings.optimizer, "cpu"),
             seed=settings.seed,
             data_seed=settings.seed,
             logging_steps=1,
