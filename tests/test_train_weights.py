@@ -121,3 +121,38 @@ def test_a_half_weighted_turn_counts_exactly_half(model: Any, tokenizer: Any) ->
     # The same row with the second turn at weight 1 is the plain mean: the half really changed it.
     plain = (sum(first) + sum(second)) / (len(first) + len(second))
     assert abs(expected - plain) > 1e-3
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_the_validation_loss_is_the_weighted_mean_over_the_split_whatever_the_batches(
+    base_dir: Path, tokenizer: Any, batch_size: int, tmp_path: Path
+) -> None:
+    """sum(w * nll) / sum(w) over every validation token: the same for any evaluation batch size (and
+    so for any sharding across processes), unlike transformers' mean of per-batch means."""
+    from transformers import Trainer, TrainingArguments
+
+    from assets.train.batching import BatchCollator
+
+    model = load_causal_lm(base_dir, quantization=None, dtype="float32", device="cpu").eval()
+    conversations = [_conversation(1.0), _conversation(0.5), _conversation(1.0)[:2], _conversation(0.25)]
+    features = [tokenize_conversation(tokenizer, c, max_seq_length=512) for c in conversations]
+    expected_total = expected_weight = 0.0
+    for feature in features:
+        batch = pad_batch([feature], pad_token_id=tokenizer.pad_token_id)
+        loss = weighted_token_loss(
+            model(input_ids=batch["input_ids"]).logits, batch["labels"], batch["loss_weights"]
+        )
+        weight = float(batch["loss_weights"][:, 1:].sum())
+        expected_total += float(loss) * weight
+        expected_weight += weight
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        report_to="none",
+        use_cpu=True,
+        per_device_eval_batch_size=batch_size,
+        remove_unused_columns=False,  # as train_adapter sets it: loss_weights reach the loss
+    )
+    collator = BatchCollator("padded", pad_token_id=tokenizer.pad_token_id)
+    trainer = weighted_loss_trainer(Trainer)(model=model, args=args, data_collator=collator)
+    metrics = trainer.evaluate(eval_dataset=features)
+    assert metrics["eval_loss"] == pytest.approx(expected_total / expected_weight, rel=1e-5)

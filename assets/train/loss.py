@@ -53,6 +53,28 @@ def weighted_token_loss(
     return total / denominator.to(total.device).clamp_min(torch.finfo(torch.float32).tiny)
 
 
+def row_weighted_sums(
+    logits: torch.Tensor, labels: torch.Tensor, loss_weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: sum(w * nll) and sum(w), two float32 tensors of shape (rows,), aligned as in
+    :func:`weighted_token_loss` (whose batch value is their sums' ratio)."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = logits[:, logits.shape[1] - labels.shape[1] :]
+    targets = labels[:, 1:]
+    weights = loss_weights[:, 1:].to(torch.float32)
+    scores = logits[:, :-1].float()
+    nll = F.cross_entropy(
+        scores.reshape(-1, scores.shape[-1]),
+        targets.reshape(-1).to(scores.device),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    ).reshape(targets.shape)
+    weights = weights.to(nll.device)
+    return (nll * weights).sum(dim=1), weights.sum(dim=1)
+
+
 def weighted_loss_trainer(trainer_class: type) -> type:
     """``trainer_class`` (transformers' Trainer) computing :func:`weighted_token_loss` from the batch's
     ``loss_weights``.
@@ -112,6 +134,46 @@ def weighted_loss_trainer(trainer_class: type) -> type:
                     self.state.num_input_tokens_seen += int(self.accelerator.gather(count).sum().item())
                 return
             super()._track_num_input_tokens(inputs)
+
+        def evaluation_loop(
+            self,
+            dataloader: Any,
+            description: str,
+            prediction_loss_only: bool | None = None,
+            ignore_keys: list[str] | None = None,
+            metric_key_prefix: str = "eval",
+        ) -> Any:
+            """The validation loss as the same rule over the whole split: sum(w * nll) / sum(w) over
+            every validation token, whatever the batch size or the number of processes. transformers'
+            own loop averages per-batch means, so the figure moved with how rows fell into batches (and
+            shards, under DDP). Each row's two sums are gathered with ``gather_for_metrics``, which
+            drops the rows accelerate repeats to even out the shards."""
+            from transformers.trainer_utils import EvalLoopOutput
+
+            model = self._wrap_model(self.model, training=False, dataloader=dataloader)
+            model.eval()
+            totals, denominators = [], []
+            for inputs in dataloader:
+                inputs = self._prepare_inputs(dict(inputs))
+                labels = inputs.pop("labels")
+                weights = inputs.pop("loss_weights", None)
+                if weights is None:
+                    weights = (labels != IGNORE_INDEX).to(torch.float32)
+                with torch.no_grad():
+                    logits = model(**inputs, use_cache=False).logits
+                total, denominator = row_weighted_sums(logits, labels, weights)
+                totals.append(self.accelerator.gather_for_metrics(total))
+                denominators.append(self.accelerator.gather_for_metrics(denominator))
+            total = torch.cat(totals).sum() if totals else torch.tensor(0.0)
+            denominator = torch.cat(denominators).sum() if denominators else torch.tensor(0.0)
+            loss = float(total / denominator) if float(denominator) > 0 else float("nan")
+            rows = int(sum(len(t) for t in totals))
+            return EvalLoopOutput(
+                predictions=None,
+                label_ids=None,
+                metrics={f"{metric_key_prefix}_loss": loss},
+                num_samples=rows,
+            )
 
         def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
             paused = getattr(self.data_collator, "paused", None)
