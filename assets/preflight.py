@@ -42,6 +42,8 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "registered_adapter": ("assets.registry.gate:GateSettings",),
     "merged_model": ("assets.export.merge:ExportSettings",),
 }
+# Stages that load a model on the run's device (PIPELINE_DEVICE): checked before the first step.
+DEVICE_STAGES = frozenset({"adapter", "evaluation_report", "merged_model"})
 # Stages that read or write the model registry: a run of any of them checks it can be used first.
 REGISTRY_STAGES = frozenset({"evaluation_report", "registered_adapter", "merged_model"})
 # Sections no stage reads but a command does, with the settings class that command builds from them (it
@@ -85,6 +87,8 @@ def stage_problems(name: str, run_config: Mapping[str, Any] | None = None, root:
             problems.append(f"{name}: {exc}")
     if name == "base_model" and not problems:
         problems += base_model_problems(values.get("base_model"), root)
+    if name in DEVICE_STAGES:
+        problems += device_problems(values.get("precision") if name == "adapter" else None)
     if name == "augmented_examples" and values.get("enabled") is False:
         return problems  # a disabled augmentation builds no settings (as its asset does)
     if name == "evaluation_report":
@@ -97,6 +101,33 @@ def stage_problems(name: str, run_config: Mapping[str, Any] | None = None, root:
         except (TypeError, ValueError) as exc:
             problems.append(f"{name}: {exc}")
     return problems
+
+
+def device_problems(precision: Any = None) -> list[str]:
+    """What is wrong with the device the model stages run on (the ``PIPELINE_DEVICE`` environment
+    variable, resources/models.py): not a torch device, or CUDA asked for where torch has none; and
+    whether ``train.precision`` (when given) can run there (assets/train/device_defaults.py)."""
+    import torch
+
+    from assets.train.device_defaults import resolve_precision
+    from resources.models import device_from_env
+
+    name = device_from_env()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return [f"PIPELINE_DEVICE={name!r} is not a torch device: set it to 'cpu', 'cuda' or 'cuda:<n>'"]
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return [
+            f"PIPELINE_DEVICE={name!r}, but this torch has no usable CUDA device: unset it (cpu) or install "
+            "a CUDA build of torch on a machine with a GPU"
+        ]
+    if precision is not None and isinstance(precision, str):
+        try:
+            resolve_precision(precision, device.type)
+        except InputError as exc:
+            return [f"adapter: {exc}"]
+    return []
 
 
 def base_model_problems(spec: Any, root: Path = PROJECT_ROOT) -> list[str]:

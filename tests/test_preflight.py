@@ -183,3 +183,38 @@ def test_a_hub_id_missing_from_the_cache_is_named(tmp_path: Path, monkeypatch: p
         InputError, match=r"not in the local Hugging Face cache.*hf download someone/not-cached"
     ):
         preflight(["base_model"], root=root)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("optimizer: auto", "optimizer: adamw_foo", r"optimizer 'adamw_foo' is not a transformers optimizer"),
+        ("epochs: 2", "epochs: 1.5e400", r"epochs must be a finite number; got inf"),
+        ("learning_rate: 0.002", "learning_rate: .inf", r"learning_rate must be a finite number > 0"),
+        ("precision: auto", "precision: float16", r"adapter: .*train.precision.*float16"),
+    ],
+)
+def test_training_settings_the_device_or_transformers_refuse_fail_before_the_run(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    root = params_root(tmp_path, old, new)
+    with pytest.raises(InputError, match=message):
+        preflight(["adapter"], root=root)
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("foo", r"PIPELINE_DEVICE='foo' is not a torch device"), ("cuda", r"PIPELINE_DEVICE='cuda', but")],
+)
+def test_a_device_torch_cannot_use_is_named_before_the_run(
+    monkeypatch: pytest.MonkeyPatch, device: str, message: str
+) -> None:
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    monkeypatch.setenv("PIPELINE_DEVICE", device)
+    with pytest.raises(InputError, match=message):
+        preflight(["evaluation_report"], root=PROJECT_ROOT)
+    # A run that loads no model does not need it.
+    preflight(["raw_examples"], root=PROJECT_ROOT)

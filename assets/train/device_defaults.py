@@ -39,6 +39,14 @@ def bitsandbytes_8bit_optimizers() -> bool:
     return True
 
 
+def known_optimizer(name: str) -> bool:
+    """Whether ``name`` is one of transformers' optimizer names (``OptimizerNames``, what
+    ``TrainingArguments.optim`` accepts)."""
+    from transformers.training_args import OptimizerNames
+
+    return name in {o.value for o in OptimizerNames}
+
+
 def resolve_optimizer(setting: str, device_type: str) -> str:
     """The transformers optimizer name (``TrainingArguments.optim``) for ``train.optimizer``.
 

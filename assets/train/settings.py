@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from assets.train.batching import BATCHING, UNPACKABLE_METHODS
-from assets.train.device_defaults import PRECISIONS
+from assets.train.device_defaults import AUTO, PRECISIONS, known_optimizer
 from assets.train.methods import METHOD_SETTINGS, Method, method_settings
 from assets.train.truncation import TRUNCATION_RULES
 from resources.model_loading import QUANTIZATIONS
@@ -115,8 +115,15 @@ class TrainSettings:
             )
         if not 0.0 <= self.warmup_ratio < 1.0:
             problems.append(f"warmup_ratio must be in [0, 1); got {self.warmup_ratio!r}")
-        if not self.learning_rate > 0:
-            problems.append(f"learning_rate must be > 0; got {self.learning_rate!r}")
+        if not 0 < self.learning_rate < math.inf:
+            problems.append(f"learning_rate must be a finite number > 0; got {self.learning_rate!r}")
+        if self.epochs == math.inf:
+            problems.append("epochs must be a finite number; got inf (a YAML number too large for a float?)")
+        if self.optimizer != AUTO and not known_optimizer(self.optimizer):
+            problems.append(
+                f"optimizer {self.optimizer!r} is not a transformers optimizer name (TrainingArguments."
+                f"optim, e.g. adamw_torch, adafactor, paged_adamw_8bit); or {AUTO!r} to pick by device"
+            )
         if self.weight_decay < 0:
             problems.append(f"weight_decay must be >= 0; got {self.weight_decay!r}")
         if not self.log_every_seconds > 0:
