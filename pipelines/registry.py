@@ -43,7 +43,18 @@ def _export(run: bool) -> int:
 
 
 def status(name: str) -> int:
+    from resources.registry import sqlite_file
+
     registry = _registry()
+    db = sqlite_file(registry.tracking_uri)
+    if db is not None and not db.exists():
+        # Asking MLflow would create an empty database: a mistyped MLFLOW_TRACKING_URI would look like
+        # a registry with nothing in it.
+        print(
+            f"no registry database at {db} yet: nothing was registered there (or MLFLOW_TRACKING_URI "
+            "names the wrong file)."
+        )
+        return 0
     versions = registry.client().search_model_versions(f"name='{name}'")
     if not versions:
         print(f"'{name}' has no versions yet.")
@@ -54,7 +65,7 @@ def status(name: str) -> int:
         aliases = ",".join(registry.version(name, v.version)["aliases"]) or "-"
         print(
             f"{v.version:>7}  {aliases:<18} {tags.get('promotion', '-'):<12} "
-            f"{tags.get('adapter_md5', '?'):<38} {tags.get('promotion_reason', '')[:80]}"
+            f"{tags.get('adapter_md5', '?'):<38} {tags.get('promotion_reason', '')}"
         )
     return 0
 

@@ -279,3 +279,16 @@ def test_the_rollback_and_approve_commands(tmp_path: Path, monkeypatch, capsys) 
     assert registry.champion("m")["version"] == "3" and registry.previous("m")["version"] == "1"
     assert cli.main(["--name", "m", "status"]) == 0
     assert "champion" in capsys.readouterr().out
+
+
+def test_status_on_a_missing_database_says_so_and_creates_nothing(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A mistyped MLFLOW_TRACKING_URI must not look like an empty registry (MLflow would create it)."""
+    import pipelines.registry as cli
+
+    db = tmp_path / "mlfow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    assert cli.main(["--name", "m", "status"]) == 0
+    assert f"no registry database at {db}" in capsys.readouterr().out
+    assert not db.exists()
