@@ -118,9 +118,18 @@ if __name__ == "__main__":
     print(ensure_dagster_home())
 
 
+class RunInProgress(RuntimeError):
+    """Another run of this project is executing now (its process is alive)."""
+
+
 def command_line_instance(by: str = "the command line before a new run") -> dg.DagsterInstance:
     """The persistent instance for a command-line run (DAGSTER_HOME set up first), with the runs a
-    killed process left STARTED failed and named on stderr, so a new run never queues behind them."""
+    killed process left STARTED failed and named on stderr, so a new run never queues behind them.
+
+    Raises RunInProgress when a run is executing now: a command-line run does not go through the run
+    queue (``max_concurrent_runs: 1``), and two runs writing the same data/ and models/ paths would
+    train, register and export each other's outputs.
+    """
     import sys
 
     import dagster as dg
@@ -129,4 +138,19 @@ def command_line_instance(by: str = "the command line before a new run") -> dg.D
     instance = dg.DagsterInstance.get()
     for run_id in fail_orphaned_runs(instance, by=by):
         print(f"run {run_id} was left STARTED by a process that is gone; marked it failed", file=sys.stderr)
+    running = instance.get_run_records(
+        dg.RunsFilter(
+            statuses=[
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+                dg.DagsterRunStatus.CANCELING,
+            ]
+        )
+    )
+    if running:
+        run = running[0].dagster_run
+        raise RunInProgress(
+            f"run {run.run_id} ({run.job_name}) is running now; this project runs one at a time: wait for "
+            "it to finish, or cancel it in the Dagster UI (make ui), then run again."
+        )
     return instance

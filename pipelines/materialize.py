@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from assets.stages import stage
-from pipelines.instance import HOST_TAG, command_line_instance
+from pipelines.instance import HOST_TAG, RunInProgress, command_line_instance
 from resources.processes import hostname
 
 
@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # A run a killed process left STARTED would hold the one run slot forever (and its half-done
     # writes are rolled back as this run starts, by the storage resource).
-    instance = command_line_instance()
+    try:
+        instance = command_line_instance()
+    except RunInProgress as exc:
+        print(f"error: nothing was run. {exc}", file=sys.stderr)
+        return 2
     import dagster as dg
 
     try:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.instance import HOST_TAG, command_line_instance
+from pipelines.instance import HOST_TAG, RunInProgress, command_line_instance
 from pipelines.materialize import report_failure
 from resources.processes import hostname
 from resources.project import PROJECT_ROOT
@@ -61,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None
     }
 
-    instance = command_line_instance()
+    try:
+        instance = command_line_instance()
+    except RunInProgress as exc:
+        print(f"error: nothing was run. {exc}", file=sys.stderr)
+        return 2
     from assets.params import ParamsError
 
     try:

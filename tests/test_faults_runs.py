@@ -180,3 +180,32 @@ def test_settings_this_project_wrote_earlier_get_run_monitoring(
     (tmp_path / "dagster.yaml").write_text(edited)
     ensure_dagster_home()
     assert (tmp_path / "dagster.yaml").read_text() == edited  # a file someone edited is theirs
+
+
+def test_a_command_line_run_is_refused_while_another_run_is_executing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI does not go through the run queue: it refuses to start beside a live run (here, the run
+    of this very process asks), and starts once that run has ended."""
+    from pipelines.instance import RunInProgress, command_line_instance
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / ".dagster"))
+    (tmp_path / ".dagster").mkdir()
+
+    @dg.op
+    def start_another(context) -> str:  # no annotation: this module postpones them
+        try:
+            command_line_instance()
+        except RunInProgress as exc:
+            return str(exc)
+        return "started"
+
+    @dg.job(executor_def=dg.in_process_executor)
+    def busy():
+        start_another()
+
+    instance = dg.DagsterInstance.get()
+    result = busy.execute_in_process(instance=instance)
+    message = result.output_for_node("start_another")
+    assert message.startswith(f"run {result.run_id} (busy) is running now"), message
+    assert command_line_instance() is not None  # that run has ended
