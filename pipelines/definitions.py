@@ -22,6 +22,7 @@ from assets.train.asset import adapter
 from assets.tune.job import hyperparameter_search
 from pipelines.approval import approve_candidate_job, export_after_approval, export_champion
 from pipelines.automation import full_pipeline, raw_data_changed, weekly_retrain
+from pipelines.console import console_logger
 from pipelines.io_manager import ArtifactIOManager
 from resources.dvc import DvcResource
 from resources.models import ModelLoader, device_from_env
@@ -65,4 +66,6 @@ defs = dg.Definitions(
     # One process runs the steps in order: on a 2-core machine parallel steps only fight over the CPU,
     # and torch is imported once. A team deployment swaps this for a multiprocess/k8s executor.
     executor=dg.in_process_executor,
+    # The console shows a user error's message without Dagster's stack trace (the event log keeps it).
+    loggers={"console": console_logger},
 )
