@@ -39,12 +39,12 @@ def bitsandbytes_8bit_optimizers() -> bool:
     return True
 
 
-def known_optimizer(name: str) -> bool:
-    """Whether ``name`` is one of transformers' optimizer names (``OptimizerNames``, what
-    ``TrainingArguments.optim`` accepts)."""
+def optimizer_names() -> list[str]:
+    """transformers' optimizer names (``OptimizerNames``: what ``TrainingArguments.optim`` accepts),
+    sorted."""
     from transformers.training_args import OptimizerNames
 
-    return name in {o.value for o in OptimizerNames}
+    return sorted(o.value for o in OptimizerNames)
 
 
 def resolve_optimizer(setting: str, device_type: str) -> str:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from assets.train.batching import BATCHING, UNPACKABLE_METHODS
-from assets.train.device_defaults import AUTO, PRECISIONS, known_optimizer
+from assets.train.device_defaults import AUTO, PRECISIONS, optimizer_names
 from assets.train.methods import METHOD_SETTINGS, Method, method_settings
 from assets.train.truncation import TRUNCATION_RULES
 from resources.model_loading import QUANTIZATIONS
@@ -119,10 +119,10 @@ class TrainSettings:
             problems.append(f"learning_rate must be a finite number > 0; got {self.learning_rate!r}")
         if self.epochs == math.inf:
             problems.append("epochs must be a finite number; got inf (a YAML number too large for a float?)")
-        if self.optimizer != AUTO and not known_optimizer(self.optimizer):
+        if self.optimizer != AUTO and self.optimizer not in optimizer_names():
             problems.append(
-                f"optimizer {self.optimizer!r} is not a transformers optimizer name (TrainingArguments."
-                f"optim, e.g. adamw_torch, adafactor, paged_adamw_8bit); or {AUTO!r} to pick by device"
+                f"optimizer {self.optimizer!r} is not a transformers optimizer name (train.optimizer): "
+                f"choose one of {[AUTO, *optimizer_names()]} ({AUTO!r}: by device)"
             )
         if self.weight_decay < 0:
             problems.append(f"weight_decay must be >= 0; got {self.weight_decay!r}")
