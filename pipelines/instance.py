@@ -154,3 +154,24 @@ def command_line_instance(by: str = "the command line before a new run") -> dg.D
             "it to finish, or cancel it in the Dagster UI (make ui), then run again."
         )
     return instance
+
+
+def command_line_run() -> tuple[dg.DagsterInstance, dg.Definitions] | None:
+    """The instance (:func:`command_line_instance`) and the project's definitions for a command-line
+    run; None, after saying why on stderr, when another run is executing or params.yaml cannot be
+    read (the definitions read it when they load)."""
+    import sys
+
+    from assets.params import ParamsError
+
+    try:
+        instance = command_line_instance()
+    except RunInProgress as exc:
+        print(f"error: nothing was run. {exc}", file=sys.stderr)
+        return None
+    try:
+        from pipelines.definitions import defs
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return instance, defs

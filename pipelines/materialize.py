@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from assets.stages import stage
-from pipelines.instance import HOST_TAG, RunInProgress, command_line_instance
+from pipelines.instance import HOST_TAG, command_line_run
 from resources.processes import hostname
 
 
@@ -49,19 +49,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # A run a killed process left STARTED would hold the one run slot forever (and its half-done
     # writes are rolled back as this run starts, by the storage resource).
-    try:
-        instance = command_line_instance()
-    except RunInProgress as exc:
-        print(f"error: nothing was run. {exc}", file=sys.stderr)
+    opened = command_line_run()
+    if opened is None:
         return 2
+    instance, defs = opened
     import dagster as dg
 
-    try:
-        from pipelines.automation import FULL_JOB
-        from pipelines.definitions import defs
-    except ParamsError as exc:  # the definitions read params.yaml when they load
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    from pipelines.automation import FULL_JOB
 
     tags = {HOST_TAG: hostname()}
     # Step-level progress is enough on a terminal; the UI keeps the full debug log of every run.

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.instance import HOST_TAG, RunInProgress, command_line_instance
+from pipelines.instance import HOST_TAG, command_line_run
 from pipelines.materialize import report_failure
 from resources.processes import hostname
 from resources.project import PROJECT_ROOT
@@ -61,19 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None
     }
 
-    try:
-        instance = command_line_instance()
-    except RunInProgress as exc:
-        print(f"error: nothing was run. {exc}", file=sys.stderr)
+    opened = command_line_run()
+    if opened is None:
         return 2
-    from assets.params import ParamsError
+    instance, defs = opened
+    from assets.tune.job import JOB_NAME, OP_NAME, TUNING_DIR
 
-    try:
-        from assets.tune.job import JOB_NAME, OP_NAME, TUNING_DIR
-        from pipelines.definitions import defs
-    except ParamsError as exc:  # the definitions read params.yaml when they load
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     run_config = {
         "ops": {OP_NAME: {"config": config}},
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
